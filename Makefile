@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# dmabuf-vfio-pci: out-of-tree build, demo and checks.
+#
+#   make              build dmabuf-vfio-pci.ko (against the cached test kernel,
+#                     or KDIR=/path/to/a/Rust-enabled/kernel/build/tree)
+#   make demo         install deps, build everything, boot a guest, show it work
+#   make check        lint + every guest selftest; ends with "N passed, N failed"
+#   make clean
+#
+# The module itself is described by Kbuild.
+
+SHELL := /bin/bash
+src := $(CURDIR)
+
+# The cached test kernel (scripts/kernel.sh) unless the user names a tree.
+ifeq ($(origin KDIR),undefined)
+KDIR_IS_TEST_KERNEL := 1
+KDIR = $(shell $(src)/scripts/kernel.sh --path)
+endif
+LLVM ?= -19
+
+# Tools installed by scripts/install-deps.sh live in the cache, not on PATH.
+ENV := source $(src)/scripts/env.sh &&
+KMAKE = $(ENV) $(MAKE) -C $(KDIR) M=$(src) LLVM=$(LLVM) BINDGEN=$$BINDGEN \
+	CONFIG_DMABUF_VFIO_PCI=m
+
+RUST_SRCS := $(filter-out bindings_generated.rs,$(wildcard $(src)/*.rs))
+C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)
+
+.PHONY: all modules deps kernel demo check lint fmt rustfmt-check clippy \
+	checkpatch selftests clean
+
+all: modules
+
+deps:
+	@$(src)/scripts/install-deps.sh
+
+ifdef KDIR_IS_TEST_KERNEL
+kernel: deps
+	@$(src)/scripts/kernel.sh >/dev/null
+modules: kernel
+else
+kernel:
+	@echo "KDIR=$(KDIR) is the user's tree: not building a kernel"
+endif
+
+modules:
+	@$(src)/scripts/check-kdir.sh "$(KDIR)"
+	@$(KMAKE) modules
+
+fmt:
+	@$(ENV) rustfmt --edition 2021 --config-path $(KDIR)/.rustfmt.toml $(RUST_SRCS)
+
+rustfmt-check:
+	@$(ENV) rustfmt --check --edition 2021 --config-path $(KDIR)/.rustfmt.toml $(RUST_SRCS)
+
+# Clippy runs as the Rust compiler of a full rebuild; WERROR turns its
+# warnings into failures, as for rustc's own.
+clippy: modules
+	@$(KMAKE) CLIPPY=1 modules
+
+CHECKPATCH = $(KDIR)/scripts/checkpatch.pl --no-tree --quiet --show-types \
+	--ignore SPDX_LICENSE_TAG,FILE_PATH_CHANGES
+
+# Userspace tests touch MMIO through volatile pointers on purpose.
+checkpatch:
+	@$(CHECKPATCH) -f $(C_SRCS)
+	@$(CHECKPATCH) --ignore VOLATILE -f $(wildcard $(src)/tools/selftests/*.[ch])
+
+lint: rustfmt-check clippy checkpatch
+
+selftests: modules
+	@$(ENV) $(MAKE) -C $(src)/tools/selftests KDIR=$(KDIR)
+
+demo: deps selftests
+	@$(src)/tools/selftests/run.sh --demo
+
+check: deps kernel
+	@$(src)/scripts/check.sh
+
+clean:
+	@if [ -d "$(KDIR)" ]; then $(KMAKE) clean; fi
+	@$(MAKE) -C $(src)/tools/selftests clean

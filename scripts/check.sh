@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make check`: every test of the project, one verdict per line, then
+# "N passed, N failed, N skipped".  Exits non-zero on any failure.
+#   - rustfmt, clippy (CLIPPY=1 build, WERROR) and checkpatch;
+#   - the guest selftests (tools/selftests/run.sh), splat scan included.
+set -uo pipefail
+
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+cd "$TOP"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+: >"$out/lint.tap"
+
+step() {	# name, command...
+	local name=$1
+	shift
+	if "$@" >"$out/$name.log" 2>&1; then
+		echo "ok - $name" | tee -a "$out/lint.tap"
+	else
+		echo "not ok - $name" | tee -a "$out/lint.tap"
+		tail -30 "$out/$name.log" | sed 's/^/#   /'
+	fi
+}
+
+step module_builds make -s modules
+step rustfmt make -s rustfmt-check
+step clippy_werror make -s clippy
+step checkpatch make -s checkpatch
+step selftests_build make -s selftests
+
+guest=$TOP/tools/selftests/results/final.tap
+rm -f "$guest"
+if grep -q '^not ok - \(module_builds\|selftests_build\)' "$out/lint.tap"; then
+	echo "not ok - guest selftests (nothing to run: the build failed)" >"$out/guest.tap"
+else
+	tools/selftests/run.sh | grep -v -E '^(ok|not ok) - '
+	cp "$guest" "$out/guest.tap" 2>/dev/null ||
+		echo "not ok - guest selftests (no verdicts)" >"$out/guest.tap"
+	cat "$out/guest.tap"
+fi
+
+cat "$out/lint.tap" "$out/guest.tap" >"$out/all.tap"
+pass=$(grep -E '^ok - ' "$out/all.tap" | grep -vc '# SKIP')
+skip=$(grep -c -E '^ok - .*# SKIP' "$out/all.tap")
+fail=$(grep -c -E '^not ok - ' "$out/all.tap")
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]

@@ -1,0 +1,16 @@
+# SPDX-License-Identifier: GPL-2.0
+# Shared settings of the project's scripts; sourced, never run.
+
+KVER_MAJOR=7.3
+RUST_SRC_DEB_VERSION=1.95.0+dfsg1-2~bpo13+1
+BINDGEN_VERSION=0.72.1
+VNG_VERSION=1.42
+export RUSTUP_TOOLCHAIN=1.95.0
+
+CACHE_ROOT=${DMABUF_VFIO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dmabuf-vfio-pci}
+DEPS_DIR=$CACHE_ROOT/deps
+KSRC_TARBALL=$DEPS_DIR/linux-source/usr/src/linux-source-$KVER_MAJOR.tar.xz
+export RUST_LIB_SRC=$DEPS_DIR/rust-src/usr/lib/rustlib/src/rust/library
+BINDGEN=$DEPS_DIR/cargo/bin/bindgen
+VNG=$DEPS_DIR/venv/bin/vng
+export PATH=$DEPS_DIR/cargo/bin:$DEPS_DIR/venv/bin:$PATH

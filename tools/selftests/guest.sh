@@ -1,0 +1,178 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs inside the test guest (started by run.sh): loads the vfio stack and
+# dmabuf-vfio-pci, binds the test devices with driver_override, runs every
+# selftest and records one TAP line per test in $RES/results.tap.
+#
+#   guest.sh check|demo RESULTS_DIR
+set -u
+
+MODE=$1
+RES=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+DRIVER=dmabuf-vfio-pci
+KO=$TOP/dmabuf-vfio-pci.ko
+TAP=$RES/results.tap
+: >"$TAP"
+
+say() { printf '%s\n' "$*"; }
+result() {	# ok|not ok, name, [detail]
+	say "$1 - $2${3:+ # $3}" >>"$TAP"
+	say "$1 - $2${3:+ # $3}"
+}
+check() {	# name, command...: one test from a command's exit status
+	local name=$1
+	shift
+	if "$@" >"$RES/$name.log" 2>&1; then
+		result ok "$name"
+	else
+		result "not ok" "$name"
+		sed 's/^/#   /' "$RES/$name.log"
+	fi
+}
+
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+KMEMLEAK=/sys/kernel/debug/kmemleak
+[ -w $KMEMLEAK ] && echo clear >$KMEMLEAK
+
+# --- Load and bind --------------------------------------------------------
+modprobe -a iommufd vfio vfio_iommu_type1 vfio-pci-core || say "modprobe failed"
+insmod "$KO" || { result "not ok" load_module; exit 0; }
+
+# Classifies the emulated devices: on the root bus or behind the switch.
+depth() { realpath "/sys/bus/pci/devices/$1" | awk -F/ '{print NF - 4}'; }
+declare -A DEV
+for d in /sys/bus/pci/devices/*; do
+	bdf=${d##*/}
+	id=$(cat "$d/vendor"):$(cat "$d/device")
+	where=root
+	[ "$(depth "$bdf")" -gt 1 ] && where=switch
+	case "$id:$where" in
+	0x1234:0x11e8:root) DEV[EDU]=$bdf ;;
+	0x1234:0x11e8:switch) DEV[SW_EDU]=$bdf ;;
+	0x1af4:0x1110:root) DEV[IVSHMEM]=$bdf ;;
+	0x1af4:0x1110:switch) DEV[SW_IVSHMEM]=$bdf ;;
+	0x1af4:0x1044:*) DEV[FLR]=$bdf ;;
+	esac
+done
+
+bind() {	# bdf
+	local d=/sys/bus/pci/devices/$1
+	[ -e "$d/driver" ] && echo "$1" >"$d/driver/unbind"
+	echo $DRIVER >"$d/driver_override"
+	echo "$1" >/sys/bus/pci/drivers_probe
+	[ "$(basename "$(readlink "$d/driver")")" = $DRIVER ]
+}
+
+DEVICES=
+for role in EDU IVSHMEM FLR SW_EDU SW_IVSHMEM; do
+	bdf=${DEV[$role]:-}
+	[ -n "$bdf" ] || { result "not ok" "find_device_$role"; continue; }
+	export "DMABUF_TEST_$role=$bdf"
+	DEVICES="$DEVICES $bdf"
+	check "bind_$role" bind "$bdf"
+done
+export DMABUF_TEST_DEVICES="${DEVICES# }"
+
+# --- Demo transcript --------------------------------------------------------
+if [ "$MODE" = demo ]; then
+	say ""
+	say "== dmabuf-vfio-pci demo ($(uname -r)) =="
+	for role in EDU IVSHMEM FLR SW_EDU SW_IVSHMEM; do
+		bdf=${DEV[$role]:-}
+		[ -n "$bdf" ] || continue
+		d=/sys/bus/pci/devices/$bdf
+		say ""
+		say "$role: $bdf [$(cat "$d/vendor"):$(cat "$d/device")]" \
+			"driver=$(basename "$(readlink "$d/driver")")" \
+			"iommu_group=$(basename "$(readlink "$d/iommu_group")")" \
+			"vfio=$(ls "$d/vfio-dev" 2>/dev/null)"
+		i=0
+		while read -r start end flags; do
+			if [ $((end)) -ne 0 ]; then
+				say "  BAR$i: $((end - start + 1)) bytes at $start"
+			fi
+			i=$((i + 1))
+			[ $i -ge 6 ] && break
+		done <"$d/resource"
+	done
+	say ""
+	say "Exercising the devices through the driver (both vfio uAPIs):"
+	"$HERE/vfio_skeleton_test" -f vfio 2>&1 | grep -E '^(ok|not ok)' | sed 's/^/  /'
+	say ""
+fi
+
+# --- Selftest binaries --------------------------------------------------------
+if [ "$MODE" = check ]; then
+	for t in "$HERE"/*_test; do
+		name=$(basename "$t")
+		"$t" >"$RES/$name.log" 2>&1
+		# kselftest harness: "ok N fixture.variant.test [# SKIP ...]"
+		while read -r line; do
+			case "$line" in
+			"ok "*"# SKIP"*) result ok "$name:$(echo "$line" | awk '{print $3}')" SKIP ;;
+			"ok "*) result ok "$name:$(echo "$line" | awk '{print $3}')" ;;
+			"not ok "*) result "not ok" "$name:$(echo "$line" | awk '{print $4}')"
+				grep -E '^# ' "$RES/$name.log" | grep -v '^# *(RUN|OK|PASSED|FAILED|Totals)' |
+					sed 's/^/#   /' | head -20 ;;
+			esac
+		done < <(grep -E '^(ok|not ok) [0-9]+ ' "$RES/$name.log")
+	done
+fi
+
+# --- Driver lifecycle ---------------------------------------------------------
+unbind_rebind() {
+	local bdf=$DMABUF_TEST_EDU d=/sys/bus/pci/devices/$DMABUF_TEST_EDU
+	echo "$bdf" >/sys/bus/pci/drivers/$DRIVER/unbind || return 1
+	[ ! -e "$d/driver" ] || return 1
+	[ ! -e "$d/vfio-dev" ] || return 1
+	echo "$bdf" >/sys/bus/pci/drivers_probe || return 1
+	[ "$(basename "$(readlink "$d/driver")")" = $DRIVER ] && [ -d "$d/vfio-dev" ]
+}
+
+modalias_is_vfio_variant() {
+	modinfo -F alias "$KO" | grep -qx 'vfio_pci:v\*d\*sv\*sd\*bc\*sc\*i\*'
+}
+
+# rmmod with devices bound unbinds them all; reloading and reprobing binds
+# them again through driver_override.
+rmmod_and_reload() {
+	rmmod dmabuf_vfio_pci || return 1
+	[ ! -d /sys/module/dmabuf_vfio_pci ] || return 1
+	for bdf in $DMABUF_TEST_DEVICES; do
+		[ ! -e "/sys/bus/pci/devices/$bdf/driver" ] || { echo "$bdf still bound"; return 1; }
+	done
+	insmod "$KO" || return 1
+	for bdf in $DMABUF_TEST_DEVICES; do
+		echo "$bdf" >/sys/bus/pci/drivers_probe
+		[ "$(basename "$(readlink "/sys/bus/pci/devices/$bdf/driver")")" = $DRIVER ] ||
+			{ echo "$bdf not rebound"; return 1; }
+	done
+}
+
+# kmemleak reports nothing allocated by vfio or this driver once every
+# device is unbound and the module is gone.
+no_leaks() {
+	rmmod dmabuf_vfio_pci || return 1
+	[ -w $KMEMLEAK ] || { echo "no kmemleak"; return 1; }
+	echo scan >$KMEMLEAK
+	sleep 1
+	echo scan >$KMEMLEAK
+	cp $KMEMLEAK "$RES/kmemleak.txt"
+	if grep -E 'vfio|dmabuf' "$RES/kmemleak.txt"; then
+		cat "$RES/kmemleak.txt"
+		return 1
+	fi
+}
+
+if [ "$MODE" = check ]; then
+	check modalias_is_vfio_variant modalias_is_vfio_variant
+	check unbind_rebind unbind_rebind
+	check rmmod_and_reload rmmod_and_reload
+	check no_leaks_after_rmmod no_leaks
+fi
+
+dmesg >"$RES/dmesg.txt"
+touch "$RES/complete"

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boots the cached test kernel once under virtme-ng (TCG, q35, intel-iommu)
+# with the test topology, runs guest.sh inside, then judges the run: every
+# TAP line of the guest counts, and the guest kernel log must be free of
+# splats whatever the tests said.
+#
+#   run.sh            run the selftests (make check)
+#   run.sh --demo     print the demo transcript (make demo)
+#
+# Topology (one boot serves every test):
+#   00:xx edu                      DMABUF_TEST_EDU
+#   00:xx ivshmem-plain, 1 GiB BAR DMABUF_TEST_IVSHMEM (RAM not preallocated)
+#   root port -> virtio-rng (PCIe FLR + PM)          DMABUF_TEST_FLR
+#   root port -> switch -> edu, ivshmem-plain (64M)  DMABUF_TEST_SW_*
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+. "$TOP/scripts/env.sh"
+
+MODE=check
+[ "${1:-}" = --demo ] && MODE=demo
+KDIR=${KDIR:-$("$TOP/scripts/kernel.sh" --path)}
+RES=$HERE/results
+rm -rf "$RES"
+mkdir -p "$RES"
+
+QEMU_OPTS=(
+	-machine q35,kernel-irqchip=split
+	-device intel-iommu,intremap=on
+	-device edu
+	-object memory-backend-ram,id=ivbig,size=1G
+	-device ivshmem-plain,memdev=ivbig
+	-device pcie-root-port,id=rp_flr,chassis=1,slot=1
+	-device virtio-rng-pci,bus=rp_flr,disable-legacy=on,x-pcie-flr-init=on,x-pcie-pm-init=on
+	-device pcie-root-port,id=rp_sw,chassis=2,slot=2
+	-device x3130-upstream,id=sw_up,bus=rp_sw
+	-device xio3130-downstream,id=sw_dn0,bus=sw_up,chassis=3,slot=0
+	-device xio3130-downstream,id=sw_dn1,bus=sw_up,chassis=4,slot=1
+	-device edu,bus=sw_dn0
+	-object memory-backend-ram,id=ivsw,size=64M
+	-device ivshmem-plain,memdev=ivsw,bus=sw_dn1
+)
+
+start=$(date +%s)
+echo "[run] booting $(basename "$(dirname "$KDIR")") under TCG ($MODE)"
+timeout --foreground 1500 "$VNG" --run "$KDIR" --disable-microvm --disable-kvm \
+	--cpus 2 --memory 3G --rwdir="$RES" \
+	--qemu-opts="${QEMU_OPTS[*]}" \
+	--append "intel_iommu=on no5lvl panic_on_warn=0" \
+	--exec "$HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
+vng_rc=$?
+echo "[run] guest ran $(( $(date +%s) - start )) s (vng exit $vng_rc)"
+
+if [ "$MODE" = demo ]; then
+	grep -v -E '^(ok|not ok) - bind_' "$RES/console.log" | sed -n '/== dmabuf-vfio-pci demo/,$p'
+fi
+
+# --- Judge the run --------------------------------------------------------
+pass=0 fail=0 skip=0
+while read -r line; do
+	case "$line" in
+	"ok - "*"# SKIP"*) skip=$((skip + 1)) ;;
+	"ok - "*) pass=$((pass + 1)) ;;
+	"not ok - "*) fail=$((fail + 1)); echo "FAIL: ${line#not ok - }" ;;
+	esac
+done <"$RES/results.tap" 2>/dev/null
+
+if [ ! -f "$RES/complete" ]; then
+	echo "FAIL: the guest did not finish (see $RES/console.log)"
+	tail -40 "$RES/console.log"
+	fail=$((fail + 1))
+fi
+
+# A splat fails the run even when every test passed.
+log=$RES/dmesg.txt
+[ -f "$log" ] || log=$RES/console.log
+splats=$(grep -n -E 'BUG:|WARNING:|KASAN|UBSAN|Oops|possible circular locking|possible recursive locking|INFO: task .* blocked|blocked for more than|general protection fault|kernel BUG' "$log")
+if [ -n "$splats" ]; then
+	echo "FAIL: guest kernel log has splats:"
+	echo "$splats" | head -20
+	fail=$((fail + 1))
+else
+	pass=$((pass + 1))
+fi
+
+# Every verdict of the run, for scripts/check.sh to count with the lint steps.
+{
+	grep -E '^(ok|not ok) - ' "$RES/results.tap" 2>/dev/null
+	[ -f "$RES/complete" ] || echo "not ok - guest finished"
+	if [ -z "$splats" ]; then echo "ok - guest kernel log clean"; else echo "not ok - guest kernel log clean"; fi
+} >"$RES/final.tap"
+[ "$MODE" = check ] && cat "$RES/final.tap"
+[ "$fail" = 0 ]
