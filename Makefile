@@ -25,7 +25,7 @@ ENV := source $(src)/scripts/env.sh &&
 KMAKE = $(ENV) $(MAKE) -C $(KDIR) M=$(src) LLVM=$(LLVM) BINDGEN=$$BINDGEN \
 	CONFIG_DMABUF_VFIO_PCI=m
 
-RUST_SRCS := $(filter-out bindings_generated.rs,$(wildcard $(src)/*.rs))
+RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs))
 C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)
 
 .PHONY: all modules deps kernel demo check lint fmt rustfmt-check clippy \

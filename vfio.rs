@@ -34,6 +34,10 @@ use pin_init::PinInit;
     unsafe_op_in_unsafe_fn,
     unnecessary_transmutes,
     clippy::all,
+    clippy::as_underscore,
+    clippy::cast_lossless,
+    clippy::ptr_as_ptr,
+    clippy::ref_as_ptr,
     clippy::undocumented_unsafe_blocks
 )]
 pub(crate) mod bindings {
@@ -95,7 +99,7 @@ impl CoreDevice {
     pub(crate) fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
         // SAFETY: By the type invariant the core device is valid; `arg` is
         // the user's argument, which the core validates itself.
-        let ret = unsafe { bindings::vfio_pci_core_ioctl(self.vfio_device(), cmd, arg as c_ulong) };
+        let ret = unsafe { bindings::vfio_pci_core_ioctl(self.vfio_device(), cmd, arg) };
         to_count(ret as isize)
     }
 
@@ -201,7 +205,9 @@ struct VfioOps<T: VariantDriver>(PhantomData<T>);
 
 impl<T: VariantDriver> VfioOps<T> {
     const OPS: bindings::vfio_device_ops = bindings::vfio_device_ops {
-        name: T::NAME.as_ptr().cast_mut().cast(),
+        name: kernel::str::as_char_ptr_in_const_context(T::NAME)
+            .cast_mut()
+            .cast(),
         init: Some(Self::init),
         release: Some(Self::release),
         bind_iommufd: Some(bindings::vfio_iommufd_physical_bind),
@@ -238,6 +244,10 @@ impl<T: VariantDriver> VfioOps<T> {
         unsafe { &*vdev.cast::<Device<T>>() }
     }
 
+    /// # Safety
+    ///
+    /// Called once by vfio as `vfio_device_ops.init` on the zeroed allocation
+    /// made by [`Registration::probe`], sized for a [`Device<T>`].
     unsafe extern "C" fn init(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: vfio calls `init` once on the zeroed allocation made by
         // `_vfio_alloc_device()` in `probe`, which is sized for `Device<T>`.
@@ -261,6 +271,10 @@ impl<T: VariantDriver> VfioOps<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called once by vfio as `vfio_device_ops.release` when the last
+    /// reference to a device whose `init` succeeded is dropped.
     unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
         let dev = vdev.cast::<Device<T>>();
         // SAFETY: `release` is the last callback; `init` succeeded, so `data`
@@ -270,17 +284,32 @@ impl<T: VariantDriver> VfioOps<T> {
         unsafe { bindings::vfio_pci_core_release_dev(vdev) };
     }
 
+    /// # Safety
+    ///
+    /// Called by vfio as `vfio_device_ops.open_device`: `vdev` is the `vfio_device`
+    /// of a [`Device<T>`] allocated by [`Registration::probe`], between the
+    /// `init` and `release` callbacks.
     unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: vfio calls device callbacks only between `init` and `release`.
         let dev = unsafe { Self::device(vdev) };
         from_result(|| T::open_device(dev).map(|()| 0))
     }
 
+    /// # Safety
+    ///
+    /// Called by vfio as `vfio_device_ops.close_device`: `vdev` is the `vfio_device`
+    /// of a [`Device<T>`] allocated by [`Registration::probe`], between the
+    /// `init` and `release` callbacks.
     unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
         // SAFETY: vfio calls device callbacks only between `init` and `release`.
         T::close_device(unsafe { Self::device(vdev) })
     }
 
+    /// # Safety
+    ///
+    /// Called by vfio as `vfio_device_ops.ioctl`: `vdev` is the `vfio_device`
+    /// of a [`Device<T>`] allocated by [`Registration::probe`], between the
+    /// `init` and `release` callbacks.
     unsafe extern "C" fn ioctl(
         vdev: *mut bindings::vfio_device,
         cmd: c_uint,
@@ -288,12 +317,17 @@ impl<T: VariantDriver> VfioOps<T> {
     ) -> c_long {
         // SAFETY: vfio calls device callbacks only between `init` and `release`.
         let dev = unsafe { Self::device(vdev) };
-        match T::ioctl(dev, cmd, arg as usize) {
+        match T::ioctl(dev, cmd, arg) {
             Ok(n) => n as c_long,
             Err(e) => e.to_errno() as c_long,
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by vfio as `vfio_device_ops.device_feature`: `vdev` is the `vfio_device`
+    /// of a [`Device<T>`] allocated by [`Registration::probe`], between the
+    /// `init` and `release` callbacks.
     unsafe extern "C" fn device_feature(
         vdev: *mut bindings::vfio_device,
         flags: u32,
@@ -305,6 +339,11 @@ impl<T: VariantDriver> VfioOps<T> {
         from_result(|| T::device_feature(dev, flags, UserPtr::from_ptr(arg), argsz))
     }
 
+    /// # Safety
+    ///
+    /// Called by vfio as `vfio_device_ops.write`: `vdev` is the `vfio_device`
+    /// of a [`Device<T>`] allocated by [`Registration::probe`], between the
+    /// `init` and `release` callbacks.
     unsafe extern "C" fn write(
         vdev: *mut bindings::vfio_device,
         buf: *const c_char,
@@ -340,6 +379,9 @@ impl<T: VariantDriver> Registration<T> {
         Ok(Self(PhantomData))
     }
 
+    /// # Safety
+    ///
+    /// Called by the PCI core as `pci_driver.probe` with a valid device.
     unsafe extern "C" fn probe(
         pdev: *mut kernel::bindings::pci_dev,
         _id: *const kernel::bindings::pci_device_id,
@@ -367,6 +409,10 @@ impl<T: VariantDriver> Registration<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Called by the PCI core as `pci_driver.remove` for a device that
+    /// [`Registration::probe`] bound.
     unsafe extern "C" fn remove(pdev: *mut kernel::bindings::pci_dev) {
         // SAFETY: The PCI core passes a device this driver probed successfully.
         let dev = unsafe { addr_of_mut!((*pdev).dev) };

@@ -194,9 +194,11 @@ TEST_F(vfio, ivshmem_pattern_through_two_mappings)
 		for (size_t w = 0; w < SZ_2M / 8; w++)
 			a[w] = seed ^ w;
 		for (size_t w = 0; w < SZ_2M / 8; w++) {
-			if (b[w] != (seed ^ w)) {
-				ASSERT_EQ(seed ^ w, b[w]) TH_LOG("word %zu", w);
-			}
+			/* Braces: ASSERT_EQ expands to two statements. */
+			if (b[w] != (seed ^ w))
+				ASSERT_EQ(seed ^ w, b[w]) {
+					TH_LOG("word %zu", w);
+				}
 		}
 		ASSERT_EQ(8, pread(self->h.device, &got, 8,
 				   info.offset + offs[i] + SZ_2M - 8));
