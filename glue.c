@@ -2,6 +2,7 @@
 /*
  * dmabuf-vfio-pci: C glue for the Rust driver (see include/dmabuf_vfio_glue.h).
  */
+#include <linux/dma-mapping.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/vfio_pci_core.h>
@@ -38,4 +39,66 @@ void dmabuf_vfio_unregister_driver(void)
 void dmabuf_vfio_put_device(struct vfio_device *vdev)
 {
 	vfio_put_device(vdev);
+}
+
+struct pci_dev *dmabuf_vfio_upstream_bridge(struct pci_dev *pdev)
+{
+	return pci_upstream_bridge(pdev);
+}
+
+u32 dmabuf_vfio_pci_id(struct pci_dev *pdev)
+{
+	return (u32)pci_domain_nr(pdev->bus) << 16 | pci_dev_id(pdev);
+}
+
+u32 dmabuf_vfio_host_bridge_id(struct pci_dev *pdev)
+{
+	struct pci_host_bridge *host = pci_find_host_bridge(pdev->bus);
+
+	return (u32)pci_domain_nr(host->bus) << 16 | host->bus->number;
+}
+
+/* The device drivers/pci/p2pdma.c:pci_host_bridge_dev() checks against the
+ * P2PDMA allow list. */
+bool dmabuf_vfio_host_bridge_root(struct pci_dev *pdev, u16 *vendor,
+				  u16 *device)
+{
+	struct pci_host_bridge *host = pci_find_host_bridge(pdev->bus);
+	struct pci_dev *root;
+
+	root = list_first_entry_or_null(&host->bus->devices, struct pci_dev,
+					bus_list);
+	if (!root)
+		return false;
+	if (root->devfn != PCI_DEVFN(0, 0) &&
+	    pci_pcie_type(root) != PCI_EXP_TYPE_ROOT_PORT)
+		return false;
+	*vendor = root->vendor;
+	*device = root->device;
+	return true;
+}
+
+bool dmabuf_vfio_cpu_is_amd_zen(void)
+{
+#ifdef CONFIG_X86
+	return boot_cpu_data.x86_vendor == X86_VENDOR_AMD &&
+	       boot_cpu_data.x86 >= 0x17;
+#else
+	return false;
+#endif
+}
+
+struct pci_dev *dmabuf_vfio_to_pci_dev(struct device *dev)
+{
+	return dev_is_pci(dev) ? to_pci_dev(dev) : NULL;
+}
+
+bool dmabuf_vfio_dma_mapping_error(struct device *dev, dma_addr_t addr)
+{
+	return dma_mapping_error(dev, addr);
+}
+
+bool dmabuf_vfio_dma_use_iova(struct dma_iova_state *state)
+{
+	return dma_use_iova(state);
 }

@@ -12,7 +12,12 @@
 //! Callbacks a driver does not override go straight to vfio-pci-core, exactly
 //! as in-tree `vfio-pci` wires them.
 
-use core::{marker::PhantomData, mem::size_of, ptr::addr_of_mut};
+use crate::pci_ext::PciFunction;
+use core::{
+    marker::PhantomData,
+    mem::size_of,
+    ptr::{addr_of_mut, NonNull},
+};
 use kernel::{
     error::{from_err_ptr, from_result, to_result},
     ffi::{c_int, c_long, c_uint, c_ulong, c_void},
@@ -75,6 +80,51 @@ impl CoreDevice {
         unsafe { addr_of_mut!((*self.as_raw()).vdev) }
     }
 
+    /// The PCI function.
+    pub(crate) fn pci(&self) -> &PciFunction {
+        // SAFETY: By the type invariant `pdev` was set by
+        // `vfio_pci_core_init_dev()`; the core device holds a reference to
+        // the PCI device until it is released.
+        unsafe { PciFunction::from_raw((*self.as_raw()).pdev) }
+    }
+
+    /// Whether the core mapped BAR `bar` when the device was opened (it did
+    /// not for absent BARs, the upper half of 64-bit BARs, I/O port BARs it
+    /// could not map, or BARs it could not request).
+    pub(crate) fn bar_mapped(&self, bar: u32) -> bool {
+        let Some(bar) = usize::try_from(bar).ok().filter(|&b| b < 6) else {
+            return false;
+        };
+        // SAFETY: By the type invariant the core device is valid; `barmap`
+        // is set up by `vfio_pci_core_enable()` and read here while the
+        // device is open (the caller is in a device-fd callback).
+        let map = unsafe { (*self.as_raw()).barmap[bar] };
+        // SAFETY: `IS_ERR` only inspects the pointer value.
+        !map.is_null() && !unsafe { kernel::bindings::IS_ERR(map.cast_const()) }
+    }
+
+    /// Takes the device's `memory_lock` for writing: BAR access is blocked
+    /// and the memory-enable state cannot change.
+    pub(crate) fn memory_lock_write(&self) -> MemoryLockWrite<'_> {
+        // SAFETY: By the type invariant the core device and its
+        // `memory_lock` are valid.
+        unsafe { kernel::bindings::down_write(addr_of_mut!((*self.as_raw()).memory_lock)) };
+        MemoryLockWrite(self)
+    }
+
+    /// Takes a reference on the device's vfio registration, which makes
+    /// unbinding wait until it is dropped.  Fails once unregistering began.
+    pub(crate) fn try_get_registration<T: VariantDriver>(&self) -> Option<DeviceRegistration<T>> {
+        // SAFETY: By the type invariant the core device is valid.
+        if unsafe { bindings::vfio_device_try_get_registration(self.vfio_device()) } {
+            // INVARIANT: The reference was just taken; the core device is the
+            // first field of the `Device<T>` the driver's probe allocated.
+            Some(DeviceRegistration(NonNull::from(self).cast(), PhantomData))
+        } else {
+            None
+        }
+    }
+
     /// Enables the device for a user: `vfio_pci_core_enable()`.
     pub(crate) fn enable(&self) -> Result {
         // SAFETY: By the type invariant the core device is valid; vfio calls
@@ -131,6 +181,56 @@ impl CoreDevice {
             )
         };
         to_count(ret)
+    }
+}
+
+/// The device's `memory_lock`, held for writing.
+pub(crate) struct MemoryLockWrite<'a>(&'a CoreDevice);
+
+impl MemoryLockWrite<'_> {
+    /// Whether the device decodes memory: memory enable set (as the user
+    /// sees it) and not in D3.
+    pub(crate) fn memory_enabled(&self) -> bool {
+        // SAFETY: The core device is valid and its `memory_lock` is held, as
+        // the function requires.
+        unsafe { bindings::__vfio_pci_memory_enabled(self.0.as_raw()) }
+    }
+}
+
+impl Drop for MemoryLockWrite<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `memory_lock_write` took the lock.
+        unsafe { kernel::bindings::up_write(addr_of_mut!((*self.0.as_raw()).memory_lock)) };
+    }
+}
+
+/// A reference on a device's vfio registration.
+///
+/// # Invariants
+///
+/// Owns one registration reference of a valid [`Device<T>`]; the device
+/// cannot be unregistered, so it stays valid, while the reference exists.
+pub(crate) struct DeviceRegistration<T: VariantDriver>(NonNull<Device<T>>, PhantomData<fn() -> T>);
+
+// SAFETY: The reference may be dropped from any thread; `Device<T>` is `Sync`
+// because `T: Sync` and the core device synchronizes itself.
+unsafe impl<T: VariantDriver> Send for DeviceRegistration<T> {}
+// SAFETY: Only shared references to the device are handed out.
+unsafe impl<T: VariantDriver> Sync for DeviceRegistration<T> {}
+
+impl<T: VariantDriver> core::ops::Deref for DeviceRegistration<T> {
+    type Target = Device<T>;
+
+    fn deref(&self) -> &Device<T> {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl<T: VariantDriver> Drop for DeviceRegistration<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own one registration reference.
+        unsafe { bindings::vfio_device_put_registration(self.core().vfio_device()) };
     }
 }
 

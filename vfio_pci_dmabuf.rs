@@ -4,20 +4,31 @@
 //! dma-bufs.
 //!
 //! The driver binds any PCI device through `driver_override`, like vfio-pci,
-//! and runs it on vfio-pci-core.  It will own the
-//! `VFIO_DEVICE_FEATURE_DMA_BUF` exporter: the per-device list of exported
-//! buffers lives here, [`p2pdma`] decides how an importer reaches the BAR,
-//! [`revoke`] cuts importers off whenever the BAR becomes unsafe, and
-//! [`mmap`] maps buffers into processes.
+//! and runs it on vfio-pci-core.  It answers `VFIO_DEVICE_FEATURE_DMA_BUF`
+//! itself, with the uAPI, errnos and lifetimes of Linux 7.3's in-tree
+//! exporter: the per-device list of exported buffers lives here, [`p2pdma`]
+//! decides how an importer reaches the BAR, [`revoke`] cuts importers off
+//! whenever the BAR becomes unsafe, and [`mmap`] maps buffers into processes.
 
-use kernel::prelude::*;
+use core::ptr;
+use kernel::{
+    alloc::flags,
+    prelude::*,
+    sync::{Arc, CondVar, Mutex},
+    uaccess::{UserPtr, UserSlice},
+};
 
+mod dma_buf;
 mod mmap;
 mod p2pdma;
+mod pci_ext;
 mod revoke;
 mod vfio;
 
-use vfio::{CoreDevice, Registration, VariantDriver};
+use dma_buf::{Attachment, DmaDirection, DmaTable, Exporter, PhysRange, RawDmaBuf};
+use p2pdma::MapType;
+use pci_ext::P2pProvider;
+use vfio::{bindings as uapi, CoreDevice, Device, DeviceRegistration, Registration, VariantDriver};
 
 module! {
     type: DmabufVfioPciModule,
@@ -30,16 +41,264 @@ module! {
 
 /// Per-device data of the driver, behind the vfio-pci core device.
 ///
-/// The exporter's list of live dma-bufs and its lock belong here; the lock
-/// order will be: the core's `memory_lock` → that lock → a dma-buf's
-/// reservation lock.
-struct DmabufVfioPci;
+/// Lock order: the core's `memory_lock` → [`DmabufVfioPci::exports`] → a
+/// dma-buf's reservation lock → [`ExportedBar::state`].
+#[pin_data]
+struct DmabufVfioPci {
+    /// The device's live exported buffers.
+    #[pin]
+    exports: Mutex<KVec<Arc<ExportedBar>>>,
+}
 
 impl VariantDriver for DmabufVfioPci {
     const NAME: &'static CStr = c"dmabuf-vfio-pci";
 
     fn init(_core: &CoreDevice) -> impl PinInit<Self, Error> {
-        Ok(Self)
+        try_pin_init!(Self {
+            exports <- kernel::new_mutex!(KVec::new()),
+        })
+    }
+
+    fn close_device(dev: &Device<Self>) {
+        // Importers must be gone before the core disables the device.
+        revoke::release_all(dev);
+        dev.core().close_device();
+    }
+
+    fn device_feature(dev: &Device<Self>, flags: u32, arg: UserPtr, argsz: usize) -> Result<i32> {
+        if flags & uapi::VFIO_DEVICE_FEATURE_MASK != uapi::VFIO_DEVICE_FEATURE_DMA_BUF {
+            return dev.core().device_feature(flags, arg, argsz);
+        }
+        if !check_feature(
+            flags,
+            argsz,
+            uapi::VFIO_DEVICE_FEATURE_GET,
+            DMA_BUF_HEADER_SIZE,
+        )? {
+            return Ok(0);
+        }
+        export(dev, arg)
+    }
+}
+
+/// Size of `struct vfio_device_feature_dma_buf` without its ranges.
+const DMA_BUF_HEADER_SIZE: usize = 16;
+/// Size of one `struct vfio_region_dma_range`.
+const DMA_RANGE_SIZE: usize = 16;
+/// `DMA_IOVA_USE_SWIOTLB`: a size with this bit set cannot be mapped.
+const DMA_IOVA_USE_SWIOTLB: u64 = 1 << 63;
+/// Index of the first region that is not a standard BAR.
+const VFIO_PCI_ROM_REGION_INDEX: u32 = 6;
+
+/// `vfio_check_feature()`: `Ok(false)` for a successful probe, `Ok(true)` to
+/// carry the request out.
+fn check_feature(flags: u32, argsz: usize, supported: u32, minsz: usize) -> Result<bool> {
+    let ops = flags & (uapi::VFIO_DEVICE_FEATURE_GET | uapi::VFIO_DEVICE_FEATURE_SET);
+    if ops & !supported != 0 {
+        return Err(EINVAL);
+    }
+    if flags & uapi::VFIO_DEVICE_FEATURE_PROBE != 0 {
+        return Ok(false);
+    }
+    if ops == 0 || argsz < minsz {
+        return Err(EINVAL);
+    }
+    Ok(true)
+}
+
+fn page_aligned(value: u64) -> bool {
+    value & (kernel::page::PAGE_SIZE as u64 - 1) == 0
+}
+
+/// Reads the requested ranges and checks them as the in-tree exporter does,
+/// in its order, with its errnos; returns the physical ranges, the ones that
+/// follow each other physically merged, and the total size.
+fn read_ranges(arg: UserPtr, nr_ranges: u32, bar: (u64, u64)) -> Result<(KVec<PhysRange>, u64)> {
+    let bytes = usize::try_from(nr_ranges)
+        .ok()
+        .and_then(|n| n.checked_mul(DMA_RANGE_SIZE))
+        .ok_or(EOVERFLOW)?;
+    let mut raw = KVec::with_capacity(bytes, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+    let ranges_ptr = UserPtr::from_addr(arg.as_const_ptr() as usize + DMA_BUF_HEADER_SIZE);
+    UserSlice::new(ranges_ptr, bytes)
+        .read_all(&mut raw, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+    let requested = raw.chunks_exact(DMA_RANGE_SIZE).map(|r| {
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&r[i..i + 8]);
+            u64::from_ne_bytes(b)
+        };
+        (word(0), word(8))
+    });
+
+    let mut size = 0u64;
+    for (offset, len) in requested.clone() {
+        if len == 0 || !page_aligned(offset) || !page_aligned(len) {
+            return Err(EINVAL);
+        }
+        size = size.checked_add(len).ok_or(EINVAL)?;
+    }
+    if size & DMA_IOVA_USE_SWIOTLB != 0 {
+        return Err(EINVAL);
+    }
+
+    let (start, bar_len) = bar;
+    let bar_end = start.checked_add(bar_len).ok_or(EINVAL)?;
+    let mut phys: KVec<PhysRange> =
+        KVec::with_capacity(requested.len(), flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+    for (offset, len) in requested {
+        let paddr = start.checked_add(offset).ok_or(EOVERFLOW)?;
+        let end = paddr.checked_add(len).ok_or(EOVERFLOW)?;
+        if end > bar_end {
+            return Err(EINVAL);
+        }
+        match phys.last_mut() {
+            Some(last) if last.paddr + last.len == paddr => last.len += len,
+            _ => phys.push(PhysRange { paddr, len }, flags::GFP_KERNEL)?,
+        }
+    }
+    Ok((phys, size))
+}
+
+/// `VFIO_DEVICE_FEATURE_DMA_BUF` (GET): exports ranges of a BAR as a dma-buf
+/// and returns its file descriptor.
+fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
+    let mut header = UserSlice::new(arg, DMA_BUF_HEADER_SIZE).reader();
+    let region = header.read::<u32>()?;
+    let open_flags = header.read::<u32>()?;
+    let request_flags = header.read::<u32>()?;
+    let nr_ranges = header.read::<u32>()?;
+    if nr_ranges == 0 || request_flags != 0 {
+        return Err(EINVAL);
+    }
+    if region >= VFIO_PCI_ROM_REGION_INDEX || !dev.core().bar_mapped(region) {
+        return Err(ENODEV);
+    }
+    let pci = dev.core().pci();
+    let (ranges, size) = read_ranges(arg, nr_ranges, pci.bar_resource(region))?;
+    let provider = pci.p2pdma_provider(region).ok_or(EINVAL)?;
+    let registration = dev.core().try_get_registration().ok_or(ENODEV)?;
+
+    let bar = Arc::pin_init(
+        try_pin_init!(ExportedBar {
+            ranges,
+            size,
+            provider,
+            state <- kernel::new_mutex!(BufferState {
+                revoked: false,
+                mappings: 0,
+                device: Some(registration),
+                dmabuf: None,
+            }),
+            unmapped <- kernel::new_condvar!(),
+        }),
+        GFP_KERNEL,
+    )?;
+    let size = usize::try_from(size).map_err(|_| EINVAL)?;
+    // From here on the dma-buf owns the buffer: errors free it through its
+    // release (dma_buf_put), never directly.
+    let module = <DmabufVfioPciModule as kernel::ModuleMetadata>::THIS_MODULE;
+    let buf = dma_buf::export(&module, bar.clone(), size, open_flags)?;
+    {
+        let memory = dev.core().memory_lock_write();
+        let mut exports = dev.exports.lock();
+        let mut state = bar.state.lock();
+        // A buffer exported while memory decode is off or the device is in
+        // D3 starts revoked.
+        state.revoked = !memory.memory_enabled();
+        state.dmabuf = Some(buf.raw());
+        drop(state);
+        exports.push(bar, GFP_KERNEL)?;
+    }
+    buf.into_fd(open_flags)
+}
+
+/// What changes over an exported buffer's life.
+struct BufferState {
+    /// Importers may not map, and CPU mappings fault.
+    revoked: bool,
+    /// DMA mappings handed to importers and not yet unmapped.
+    mappings: usize,
+    /// The exporting device, until it is closed (then the buffer is revoked
+    /// for good).
+    device: Option<DeviceRegistration<DmabufVfioPci>>,
+    /// The dma-buf, set once exported; valid while listed in the device.
+    dmabuf: Option<RawDmaBuf<ExportedBar>>,
+}
+
+/// One exported dma-buf: ranges of one BAR.
+#[pin_data]
+struct ExportedBar {
+    /// CPU physical ranges, in buffer order.
+    ranges: KVec<PhysRange>,
+    /// Total size in bytes.
+    size: u64,
+    /// The BAR's P2PDMA provider (PCI bus offset).
+    provider: P2pProvider,
+    #[pin]
+    state: Mutex<BufferState>,
+    /// Signalled when `mappings` drops to zero.
+    #[pin]
+    unmapped: CondVar,
+}
+
+impl Exporter for ExportedBar {
+    fn attach(&self, attachment: &Attachment) -> Result {
+        if !attachment.peer2peer() {
+            return Err(EOPNOTSUPP);
+        }
+        if self.state.lock().revoked {
+            return Err(ENODEV);
+        }
+        if !attachment.revocable() {
+            return Err(EOPNOTSUPP);
+        }
+        Ok(())
+    }
+
+    fn map(
+        &self,
+        attachment: &Attachment,
+        dir: DmaDirection,
+    ) -> Result<ptr::NonNull<kernel::bindings::sg_table>> {
+        let mut state = self.state.lock();
+        if state.revoked {
+            return Err(ENODEV);
+        }
+        let device = state.device.as_ref().ok_or(ENODEV)?;
+        let table = match p2pdma::importer_map_type(device.core().pci(), attachment.dev())? {
+            MapType::BusAddr => DmaTable::bus_addresses(attachment.dev(), &self.ranges, |p| {
+                self.provider.bus_addr(p)
+            })?,
+            MapType::ThruHostBridge => {
+                DmaTable::dma_mapped(attachment.dev(), &self.ranges, self.size, dir)?
+            }
+            MapType::NotSupported => return Err(EINVAL),
+        };
+        state.mappings += 1;
+        Ok(table.into_raw())
+    }
+
+    fn unmap(
+        &self,
+        _attachment: &Attachment,
+        sgt: ptr::NonNull<kernel::bindings::sg_table>,
+        dir: DmaDirection,
+    ) {
+        // SAFETY: The dma-buf core hands back a table `map` returned.
+        unsafe { DmaTable::from_raw(sgt) }.unmap(dir);
+        let mut state = self.state.lock();
+        state.mappings -= 1;
+        if state.mappings == 0 {
+            self.unmapped.notify_all();
+        }
+    }
+
+    fn release(&self) {
+        let device = self.state.lock().device.take();
+        if let Some(device) = device {
+            device.exports.lock().retain(|e| !ptr::eq(&**e, self));
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 #ifndef DMABUF_VFIO_GLUE_H
 #define DMABUF_VFIO_GLUE_H
 
+#include <linux/dma-mapping.h>
 #include <linux/pci.h>
 #include <linux/vfio.h>
 #include <linux/vfio_pci_core.h>
@@ -25,5 +26,19 @@ int dmabuf_vfio_register_driver(dmabuf_vfio_probe_fn probe,
 void dmabuf_vfio_unregister_driver(void);
 
 void dmabuf_vfio_put_device(struct vfio_device *vdev);
+
+/* PCI topology (static inlines of linux/pci.h, and the host-bridge device
+ * lookup of drivers/pci/p2pdma.c, which is static there). */
+struct pci_dev *dmabuf_vfio_upstream_bridge(struct pci_dev *pdev);
+u32 dmabuf_vfio_pci_id(struct pci_dev *pdev);
+u32 dmabuf_vfio_host_bridge_id(struct pci_dev *pdev);
+bool dmabuf_vfio_host_bridge_root(struct pci_dev *pdev, u16 *vendor,
+				  u16 *device);
+bool dmabuf_vfio_cpu_is_amd_zen(void);
+struct pci_dev *dmabuf_vfio_to_pci_dev(struct device *dev);
+
+/* DMA mapping of MMIO for an importer. */
+bool dmabuf_vfio_dma_mapping_error(struct device *dev, dma_addr_t addr);
+bool dmabuf_vfio_dma_use_iova(struct dma_iova_state *state);
 
 #endif /* DMABUF_VFIO_GLUE_H */

@@ -41,6 +41,25 @@ KMEMLEAK=/sys/kernel/debug/kmemleak
 modprobe -a iommufd vfio vfio_iommu_type1 vfio-pci-core || say "modprobe failed"
 insmod "$KO" || { result "not ok" load_module; exit 0; }
 
+# KUnit suites of the module ran at load; one verdict per test case.
+kunit_results() {
+	local results suite line found=0
+	for results in /sys/kernel/debug/kunit/dmabuf_vfio_pci_*/results; do
+		[ -f "$results" ] || continue
+		found=1
+		suite=$(basename "$(dirname "$results")")
+		# Test cases are the indented KTAP lines.
+		while read -r line; do
+			case "$line" in
+			"ok "*) result ok "kunit:$suite.$(echo "$line" | awk '{print $3}')" ;;
+			"not ok "*) result "not ok" "kunit:$suite.$(echo "$line" | awk '{print $4}')" ;;
+			esac
+		done < <(grep -E '^ +(ok|not ok) [0-9]+ ' "$results")
+	done
+	[ $found = 1 ] || result "not ok" "kunit suites ran"
+}
+kunit_results
+
 # Classifies the emulated devices: on the root bus or behind the switch.
 depth() { realpath "/sys/bus/pci/devices/$1" | awk -F/ '{print NF - 4}'; }
 declare -A DEV

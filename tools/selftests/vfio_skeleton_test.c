@@ -265,32 +265,4 @@ TEST_F(vfio, reset_without_reset_method_is_einval)
 	EXPECT_EQ(EINVAL, errno);
 }
 
-/*
- * The in-tree exporter answers only when the variant wires it up; the
- * skeleton leaves the feature to the core, which refuses it.
- */
-TEST_F(vfio, dma_buf_feature_not_offered_yet)
-{
-	struct {
-		struct vfio_device_feature hdr;
-		struct vfio_device_feature_dma_buf get;
-		struct vfio_region_dma_range range;
-	} arg = {
-		.hdr = {
-			.argsz = sizeof(arg),
-			.flags = VFIO_DEVICE_FEATURE_GET |
-				 VFIO_DEVICE_FEATURE_DMA_BUF,
-		},
-		.get = { .region_index = 2, .open_flags = O_RDWR,
-			 .nr_ranges = 1 },
-		.range = { .offset = 0, .length = 4096 },
-	};
-	const char *bdf = need_dev("IVSHMEM");
-
-	ASSERT_NE(NULL, bdf);
-	ASSERT_EQ(0, variant->open(bdf, &self->h));
-	EXPECT_EQ(-1, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &arg));
-	EXPECT_EQ(EOPNOTSUPP, errno);
-}
-
 TEST_HARNESS_MAIN

@@ -1,0 +1,601 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! dma-buf exporter abstractions.
+//!
+//! C headers: [`include/linux/dma-buf.h`](srctree/include/linux/dma-buf.h),
+//! [`include/linux/dma-resv.h`](srctree/include/linux/dma-resv.h)
+//!
+//! An exporter implements [`Exporter`] for its per-buffer data; [`export`]
+//! creates the dma-buf with an `Arc` of it as private data, which the
+//! dma-buf's release drops.  Raw dma-buf calls of the module live here.
+
+use crate::{pci_ext::raw_device, vfio::bindings};
+use core::{
+    marker::PhantomData,
+    mem::ManuallyDrop,
+    ptr::{addr_of_mut, NonNull},
+};
+use kernel::{
+    device,
+    error::{from_err_ptr, to_result},
+    ffi::c_int,
+    prelude::*,
+    sync::Arc,
+    types::{ForeignOwnable, Opaque},
+    ThisModule,
+};
+
+/// `enum dma_data_direction` of a mapping request.
+pub(crate) type DmaDirection = kernel::bindings::dma_data_direction;
+
+/// A dma-buf exporter's per-buffer data and its callbacks.
+pub(crate) trait Exporter: Send + Sync + Sized + 'static {
+    /// An importer attaches (`dma_buf_ops.attach`).
+    fn attach(&self, attachment: &Attachment) -> Result;
+
+    /// An importer maps the buffer for DMA; the reservation lock is held.
+    fn map(
+        &self,
+        attachment: &Attachment,
+        dir: DmaDirection,
+    ) -> Result<NonNull<kernel::bindings::sg_table>>;
+
+    /// An importer unmaps what [`Exporter::map`] returned; the reservation
+    /// lock is held.
+    fn unmap(
+        &self,
+        attachment: &Attachment,
+        sgt: NonNull<kernel::bindings::sg_table>,
+        dir: DmaDirection,
+    );
+
+    /// The dma-buf is being freed; the private data is dropped right after.
+    fn release(&self);
+}
+
+/// A device's attachment to a dma-buf (`struct dma_buf_attachment`).
+///
+/// # Invariants
+///
+/// The wrapped attachment is valid for the lifetime of the reference.
+#[repr(transparent)]
+pub(crate) struct Attachment(Opaque<kernel::bindings::dma_buf_attachment>);
+
+impl Attachment {
+    /// # Safety
+    ///
+    /// `ptr` must be a valid attachment for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut kernel::bindings::dma_buf_attachment) -> &'a Self {
+        // SAFETY: Transparent wrapper; validity guaranteed by the caller.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn as_raw(&self) -> *mut kernel::bindings::dma_buf_attachment {
+        self.0.get()
+    }
+
+    /// Whether the importer can reach device memory peer to peer.
+    pub(crate) fn peer2peer(&self) -> bool {
+        // SAFETY: By the type invariant the attachment is valid.
+        unsafe { (*self.as_raw()).peer2peer }
+    }
+
+    /// Whether the importer handles `invalidate_mappings`, so the exporter
+    /// can take the memory away.
+    pub(crate) fn revocable(&self) -> bool {
+        // SAFETY: By the type invariant the attachment is valid.
+        unsafe { kernel::bindings::dma_buf_attach_revocable(self.as_raw()) }
+    }
+
+    /// The importing device.
+    pub(crate) fn dev(&self) -> &device::Device {
+        // SAFETY: By the type invariant the attachment is valid, and its
+        // device outlives it.
+        unsafe { device::Device::from_raw((*self.as_raw()).dev) }
+    }
+}
+
+/// A dma-buf whose memory stays allocated while the reference exists
+/// (`struct dma_buf`, not reference counted by this type).
+///
+/// # Invariants
+///
+/// Points to a valid dma-buf of exporter `T`.
+pub(crate) struct RawDmaBuf<T: Exporter>(
+    NonNull<kernel::bindings::dma_buf>,
+    PhantomData<fn() -> T>,
+);
+
+// SAFETY: A dma-buf pointer may be used from any thread; the dma-buf API
+// synchronizes itself.
+unsafe impl<T: Exporter> Send for RawDmaBuf<T> {}
+// SAFETY: As above.
+unsafe impl<T: Exporter> Sync for RawDmaBuf<T> {}
+
+impl<T: Exporter> RawDmaBuf<T> {
+    /// A counted reference to the dma-buf's file, unless its release has
+    /// already begun.
+    pub(crate) fn try_get(&self) -> Option<DmaBufRef<T>> {
+        // SAFETY: By the type invariant the dma-buf, and so its `file` field, is valid.
+        let file =
+            unsafe { kernel::bindings::get_file_active(addr_of_mut!((*self.0.as_ptr()).file)) };
+        // INVARIANT: `get_file_active` took a reference on the file.
+        (!file.is_null()).then(|| DmaBufRef(self.0, PhantomData))
+    }
+}
+
+/// A counted reference to a dma-buf (a reference to its file).
+///
+/// # Invariants
+///
+/// Owns one reference to the file of a valid dma-buf of exporter `T`.
+pub(crate) struct DmaBufRef<T: Exporter>(
+    NonNull<kernel::bindings::dma_buf>,
+    PhantomData<fn() -> T>,
+);
+
+impl<T: Exporter> DmaBufRef<T> {
+    fn as_raw(&self) -> *mut kernel::bindings::dma_buf {
+        self.0.as_ptr()
+    }
+
+    /// A non-counting handle, valid until the dma-buf is released.
+    pub(crate) fn raw(&self) -> RawDmaBuf<T> {
+        RawDmaBuf(self.0, PhantomData)
+    }
+
+    /// Installs the dma-buf in a new file descriptor, which takes over the
+    /// reference.  On failure the reference is dropped (and the dma-buf freed
+    /// if it was the last), exactly once.
+    pub(crate) fn into_fd(self, flags: u32) -> Result<i32> {
+        // SAFETY: By the type invariant the dma-buf is valid and we own a reference.
+        let fd = unsafe { kernel::bindings::dma_buf_fd(self.as_raw(), flags as c_int) };
+        if fd < 0 {
+            return Err(Error::from_errno(fd));
+        }
+        // The descriptor owns the reference now.
+        let _ = ManuallyDrop::new(self);
+        Ok(fd)
+    }
+
+    /// Locks the dma-buf's reservation object.
+    pub(crate) fn lock_resv(&self) -> ResvGuard<'_, T> {
+        // SAFETY: By the type invariant the dma-buf and its reservation object
+        // are valid; a NULL acquire context cannot fail with -EDEADLK.
+        unsafe { kernel::bindings::dma_resv_lock((*self.as_raw()).resv, core::ptr::null_mut()) };
+        ResvGuard(self)
+    }
+}
+
+impl<T: Exporter> Drop for DmaBufRef<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own one reference.
+        unsafe { kernel::bindings::dma_buf_put(self.as_raw()) };
+    }
+}
+
+/// The held reservation lock of a dma-buf.
+pub(crate) struct ResvGuard<'a, T: Exporter>(&'a DmaBufRef<T>);
+
+impl<T: Exporter> ResvGuard<'_, T> {
+    fn resv(&self) -> *mut kernel::bindings::dma_resv {
+        // SAFETY: The dma-buf is valid while its reference is borrowed.
+        unsafe { (*self.0.as_raw()).resv }
+    }
+
+    /// Tells every revocable importer to drop its mappings.
+    pub(crate) fn invalidate_mappings(&self) {
+        // SAFETY: The reservation lock is held, as the function requires.
+        unsafe { kernel::bindings::dma_buf_invalidate_mappings(self.0.as_raw()) };
+    }
+
+    /// Waits until every fence of the buffer signalled (importers' DMA done).
+    pub(crate) fn wait_idle(&self) {
+        // SAFETY: The reservation object is valid; waiting with it locked is
+        // allowed (no new fences can be added meanwhile).
+        unsafe {
+            kernel::bindings::dma_resv_wait_timeout(
+                self.resv(),
+                kernel::bindings::dma_resv_usage_DMA_RESV_USAGE_BOOKKEEP,
+                false,
+                kernel::ffi::c_long::MAX as usize,
+            )
+        };
+    }
+}
+
+impl<T: Exporter> Drop for ResvGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: `lock_resv` locked it.
+        unsafe { kernel::bindings::dma_resv_unlock(self.resv()) };
+    }
+}
+
+/// Exports `data` as a dma-buf of `size` bytes; `data` is dropped when the
+/// dma-buf is released.
+pub(crate) fn export<T: Exporter>(
+    module: &ThisModule,
+    data: Arc<T>,
+    size: usize,
+    flags: u32,
+) -> Result<DmaBufRef<T>> {
+    let priv_ = data.into_foreign();
+    let info = kernel::bindings::dma_buf_export_info {
+        exp_name: kernel::str::as_char_ptr_in_const_context(c"dmabuf-vfio-pci").cast(),
+        owner: module.as_ptr(),
+        ops: ExporterOps::<T>::build(),
+        size,
+        flags: flags as c_int,
+        resv: core::ptr::null_mut(),
+        priv_: priv_.cast(),
+    };
+    // SAFETY: `info` is complete; on success the dma-buf owns `priv_`.
+    match from_err_ptr(unsafe { kernel::bindings::dma_buf_export(&info) }) {
+        // INVARIANT: A new dma-buf comes with one reference.
+        Ok(buf) => Ok(DmaBufRef(NonNull::new(buf).ok_or(EINVAL)?, PhantomData)),
+        Err(e) => {
+            // SAFETY: Export failed, so the foreign pointer is still ours.
+            drop(unsafe { Arc::<T>::from_foreign(priv_) });
+            Err(e)
+        }
+    }
+}
+
+/// The `dma_buf_ops` of an [`Exporter`].
+struct ExporterOps<T: Exporter>(PhantomData<T>);
+
+impl<T: Exporter> ExporterOps<T> {
+    const OPS: kernel::bindings::dma_buf_ops = kernel::bindings::dma_buf_ops {
+        attach: Some(Self::attach),
+        map_dma_buf: Some(Self::map),
+        unmap_dma_buf: Some(Self::unmap),
+        release: Some(Self::release),
+        ..pin_init::zeroed()
+    };
+
+    const fn build() -> &'static kernel::bindings::dma_buf_ops {
+        &Self::OPS
+    }
+
+    /// # Safety
+    ///
+    /// `dmabuf` must be a dma-buf exported by [`export`] for `T` and not yet released.
+    unsafe fn data<'a>(
+        dmabuf: *mut kernel::bindings::dma_buf,
+    ) -> <Arc<T> as ForeignOwnable>::Borrowed<'a> {
+        // SAFETY: `priv_` holds the `Arc<T>` of `export` until release.
+        unsafe { Arc::<T>::borrow((*dmabuf).priv_.cast()) }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core as `dma_buf_ops.attach` for a live dma-buf
+    /// of this exporter.
+    unsafe extern "C" fn attach(
+        dmabuf: *mut kernel::bindings::dma_buf,
+        attachment: *mut kernel::bindings::dma_buf_attachment,
+    ) -> c_int {
+        // SAFETY: Per the function's safety requirements.
+        let data = unsafe { Self::data(dmabuf) };
+        // SAFETY: The attachment is valid during the callback.
+        let attachment = unsafe { Attachment::from_raw(attachment) };
+        match data.attach(attachment) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core as `dma_buf_ops.map_dma_buf` with the
+    /// reservation lock held.
+    unsafe extern "C" fn map(
+        attachment: *mut kernel::bindings::dma_buf_attachment,
+        dir: DmaDirection,
+    ) -> *mut kernel::bindings::sg_table {
+        // SAFETY: The attachment is valid and belongs to a live dma-buf of ours.
+        let (attachment, data) = unsafe {
+            (
+                Attachment::from_raw(attachment),
+                Self::data((*attachment).dmabuf),
+            )
+        };
+        match data.map(attachment, dir) {
+            Ok(sgt) => sgt.as_ptr(),
+            Err(e) => e.to_ptr(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core as `dma_buf_ops.unmap_dma_buf` with the
+    /// reservation lock held, for a table returned by `map`.
+    unsafe extern "C" fn unmap(
+        attachment: *mut kernel::bindings::dma_buf_attachment,
+        sgt: *mut kernel::bindings::sg_table,
+        dir: DmaDirection,
+    ) {
+        // SAFETY: The attachment is valid and belongs to a live dma-buf of ours.
+        let (attachment, data) = unsafe {
+            (
+                Attachment::from_raw(attachment),
+                Self::data((*attachment).dmabuf),
+            )
+        };
+        if let Some(sgt) = NonNull::new(sgt) {
+            data.unmap(attachment, sgt, dir);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called once by the dma-buf core as `dma_buf_ops.release`.
+    unsafe extern "C" fn release(dmabuf: *mut kernel::bindings::dma_buf) {
+        // SAFETY: Release is the last use of the private data.
+        let data = unsafe { Arc::<T>::from_foreign((*dmabuf).priv_.cast()) };
+        data.release();
+    }
+}
+
+/// Number of bytes one scatter-gather entry can describe
+/// (`ALIGN_DOWN(UINT_MAX, PAGE_SIZE)`).
+const MAX_SG_ENTRY: u64 = (u32::MAX as u64) & !(kernel::page::PAGE_SIZE as u64 - 1);
+
+/// How a [`DmaTable`]'s addresses were produced, and so how to undo them.
+enum DmaMapping {
+    /// PCI bus addresses: nothing to undo.
+    BusAddr,
+    /// One IOVA range of `size` bytes linked to the MMIO ranges.
+    Iova(kernel::bindings::dma_iova_state, u64),
+    /// One `dma_map_phys()` per range: the `(address, length)` of each.
+    PerRange(KVec<(u64, u64)>),
+}
+
+/// A DMA-address-only scatter-gather table handed to an importer.
+#[repr(C)]
+pub(crate) struct DmaTable {
+    // First: importers get a pointer to it and `unmap` turns it back.
+    sgt: kernel::bindings::sg_table,
+    mapping: DmaMapping,
+    dev: *mut kernel::bindings::device,
+}
+
+/// A contiguous range of CPU physical MMIO addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PhysRange {
+    pub(crate) paddr: u64,
+    pub(crate) len: u64,
+}
+
+fn sg_entries(len: u64) -> u64 {
+    len.div_ceil(MAX_SG_ENTRY)
+}
+
+/// DMA_ATTR_MMIO: the address is MMIO, never bounce or sync it.
+const DMA_ATTR_MMIO: usize = 1 << 10;
+
+impl DmaTable {
+    fn alloc(
+        nents: u64,
+        dev: *mut kernel::bindings::device,
+        mapping: DmaMapping,
+    ) -> Result<KBox<Self>> {
+        let nents = u32::try_from(nents).map_err(|_| EINVAL)?;
+        let mut table = KBox::new(
+            DmaTable {
+                sgt: pin_init::zeroed(),
+                mapping,
+                dev,
+            },
+            GFP_KERNEL,
+        )?;
+        // SAFETY: `sgt` is a zeroed table owned by `table`.
+        to_result(unsafe {
+            kernel::bindings::sg_alloc_table(
+                &mut table.sgt,
+                nents,
+                kernel::bindings::GFP_KERNEL | kernel::bindings::__GFP_ZERO,
+            )
+        })?;
+        Ok(table)
+    }
+
+    /// Writes `(addr, len)` chunks into consecutive entries, splitting at
+    /// [`MAX_SG_ENTRY`].
+    fn fill(&mut self, chunks: impl Iterator<Item = (u64, u64)>) {
+        let mut sg = self.sgt.sgl;
+        for (mut addr, mut len) in chunks {
+            while len > 0 && !sg.is_null() {
+                let this = len.min(MAX_SG_ENTRY);
+                // SAFETY: `sg` is an entry of the table allocated for exactly
+                // the number of chunks this loop writes.
+                unsafe {
+                    (*sg).dma_address = addr;
+                    (*sg).dma_length = this as u32;
+                    sg = kernel::bindings::sg_next(sg);
+                }
+                addr += this;
+                len -= this;
+            }
+        }
+        // A DMA-only table: no CPU pages behind it.
+        self.sgt.orig_nents = 0;
+    }
+
+    /// A table of the PCI bus addresses of `ranges`.
+    pub(crate) fn bus_addresses(
+        dev: &device::Device,
+        ranges: &[PhysRange],
+        to_bus: impl Fn(u64) -> u64,
+    ) -> Result<KBox<Self>> {
+        let nents = ranges.iter().map(|r| sg_entries(r.len)).sum();
+        let mut table = Self::alloc(nents, raw_device(dev), DmaMapping::BusAddr)?;
+        table.fill(ranges.iter().map(|r| (to_bus(r.paddr), r.len)));
+        Ok(table)
+    }
+
+    /// A table of DMA-API mappings of the MMIO `ranges` for `dev`: one IOVA
+    /// range when `dev` is behind an IOMMU, else one mapping per range.
+    pub(crate) fn dma_mapped(
+        dev: &device::Device,
+        ranges: &[PhysRange],
+        size: u64,
+        dir: DmaDirection,
+    ) -> Result<KBox<Self>> {
+        let raw = raw_device(dev);
+        let mut state: kernel::bindings::dma_iova_state = pin_init::zeroed();
+        // SAFETY: `raw` is a valid device; `state` is a zeroed IOVA state.
+        unsafe { kernel::bindings::dma_iova_try_alloc(raw, &mut state, 0, size as usize) };
+        // SAFETY: `state` was initialized by `dma_iova_try_alloc`.
+        if unsafe { bindings::dmabuf_vfio_dma_use_iova(&mut state) } {
+            return Self::iova_mapped(raw, state, ranges, size, dir);
+        }
+        let nents = ranges.iter().map(|r| sg_entries(r.len)).sum();
+        let mut table = Self::alloc(nents, raw, DmaMapping::PerRange(KVec::new()))?;
+        let mut mapped = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
+        for r in ranges {
+            // SAFETY: `raw` is a valid device; the range is MMIO of a BAR the
+            // exporter keeps enabled while it is mapped.
+            let addr = unsafe {
+                kernel::bindings::dma_map_phys(raw, r.paddr, r.len as usize, dir, DMA_ATTR_MMIO)
+            };
+            // SAFETY: `raw` is valid.
+            if unsafe { bindings::dmabuf_vfio_dma_mapping_error(raw, addr) } {
+                table.mapping = DmaMapping::PerRange(mapped);
+                table.unmap(dir);
+                return Err(EIO);
+            }
+            mapped.push((addr, r.len), GFP_KERNEL)?;
+        }
+        table.fill(mapped.iter().copied());
+        table.mapping = DmaMapping::PerRange(mapped);
+        Ok(table)
+    }
+
+    fn iova_mapped(
+        raw: *mut kernel::bindings::device,
+        mut state: kernel::bindings::dma_iova_state,
+        ranges: &[PhysRange],
+        size: u64,
+        dir: DmaDirection,
+    ) -> Result<KBox<Self>> {
+        let mut offset = 0u64;
+        let mut ret = 0;
+        for r in ranges {
+            // SAFETY: `state` holds an IOVA range of `size` bytes; each range
+            // is linked at its own offset within it.
+            ret = unsafe {
+                kernel::bindings::dma_iova_link(
+                    raw,
+                    &mut state,
+                    r.paddr,
+                    offset as usize,
+                    r.len as usize,
+                    dir,
+                    DMA_ATTR_MMIO,
+                )
+            };
+            if ret != 0 {
+                break;
+            }
+            offset += r.len;
+        }
+        if ret == 0 {
+            // SAFETY: `offset` bytes were linked above.
+            ret = unsafe { kernel::bindings::dma_iova_sync(raw, &mut state, 0, offset as usize) };
+        }
+        if ret != 0 {
+            // SAFETY: Unlinks what was linked and frees the IOVA range.
+            unsafe {
+                kernel::bindings::dma_iova_destroy(
+                    raw,
+                    &mut state,
+                    offset as usize,
+                    dir,
+                    DMA_ATTR_MMIO,
+                )
+            };
+            return Err(Error::from_errno(ret));
+        }
+        let base = state.addr;
+        match Self::alloc(sg_entries(size), raw, DmaMapping::Iova(state, size)) {
+            Ok(mut table) => {
+                table.fill(core::iter::once((base, size)));
+                Ok(table)
+            }
+            Err(e) => {
+                // SAFETY: As above.
+                unsafe {
+                    kernel::bindings::dma_iova_destroy(
+                        raw,
+                        &mut state,
+                        size as usize,
+                        dir,
+                        DMA_ATTR_MMIO,
+                    )
+                };
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands the table to the importer.
+    pub(crate) fn into_raw(self: KBox<Self>) -> NonNull<kernel::bindings::sg_table> {
+        let table = KBox::into_raw(self);
+        // SAFETY: `table` is a valid allocation; `sgt` is its first field.
+        unsafe { NonNull::new_unchecked(addr_of_mut!((*table).sgt)) }
+    }
+
+    /// Takes back a table handed out by [`DmaTable::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `sgt` must come from [`DmaTable::into_raw`] and not be taken back twice.
+    pub(crate) unsafe fn from_raw(sgt: NonNull<kernel::bindings::sg_table>) -> KBox<Self> {
+        // SAFETY: `sgt` is the first field of a `DmaTable` allocated by `KBox`.
+        unsafe { KBox::from_raw(sgt.as_ptr().cast::<Self>()) }
+    }
+
+    /// Undoes the DMA mappings; dropping the table frees it.
+    pub(crate) fn unmap(mut self: KBox<Self>, dir: DmaDirection) {
+        let dev = self.dev;
+        match &mut self.mapping {
+            DmaMapping::BusAddr => (),
+            DmaMapping::Iova(state, size) => {
+                // SAFETY: The IOVA range was linked and synced for `size` bytes.
+                unsafe {
+                    kernel::bindings::dma_iova_destroy(
+                        dev,
+                        state,
+                        *size as usize,
+                        dir,
+                        DMA_ATTR_MMIO,
+                    )
+                };
+            }
+            DmaMapping::PerRange(mapped) => {
+                for &(addr, len) in mapped.iter() {
+                    // SAFETY: Each was returned by `dma_map_phys` for `len` bytes.
+                    unsafe {
+                        kernel::bindings::dma_unmap_phys(
+                            dev,
+                            addr,
+                            len as usize,
+                            dir,
+                            DMA_ATTR_MMIO,
+                        )
+                    };
+                }
+            }
+        }
+        self.mapping = DmaMapping::BusAddr;
+    }
+}
+
+impl Drop for DmaTable {
+    fn drop(&mut self) {
+        // SAFETY: The table is zeroed or was set up by `sg_alloc_table`; both
+        // are valid to free.
+        unsafe { kernel::bindings::sg_free_table(&mut self.sgt) };
+    }
+}

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! PCI functions as the exporter sees them: BAR resources, their P2PDMA
+//! providers, and the path to the root bus that decides peer-to-peer routing.
+//!
+//! C header: [`include/linux/pci.h`](srctree/include/linux/pci.h)
+//!
+//! Raw `struct pci_dev` accesses of the module live here.
+
+use crate::p2pdma::{Cpu, HostBridge, PathNode};
+use crate::vfio::bindings;
+use core::ptr;
+use kernel::{alloc::flags, device, prelude::*, types::Opaque};
+
+/// PCI config offset of the ACS control register within the ACS capability.
+const PCI_ACS_CTRL: u16 = 0x06;
+/// ACS request redirect, completion redirect and egress control.
+const PCI_ACS_REDIRECTS: u16 = 0x0004 | 0x0008 | 0x0020;
+/// A PCI hierarchy is at most 256 buses deep.
+const MAX_PATH_LEN: usize = 256;
+
+/// A PCI function (`struct pci_dev`).
+///
+/// # Invariants
+///
+/// The wrapped device is a valid, registered PCI device for the lifetime of
+/// the reference.
+#[repr(transparent)]
+pub(crate) struct PciFunction(Opaque<kernel::bindings::pci_dev>);
+
+impl PciFunction {
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid PCI device that stays valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut kernel::bindings::pci_dev) -> &'a Self {
+        // SAFETY: `PciFunction` is a transparent wrapper of `pci_dev`; the
+        // caller guarantees validity for `'a`.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// The PCI function behind `dev`, if it is one.
+    pub(crate) fn from_device(dev: &device::Device) -> Option<&Self> {
+        // SAFETY: `dev` is a valid device.
+        let pdev = unsafe { bindings::dmabuf_vfio_to_pci_dev(raw_device(dev)) };
+        if pdev.is_null() {
+            None
+        } else {
+            // SAFETY: `dev` is this PCI device's embedded `struct device`, valid
+            // for the lifetime of the reference.
+            Some(unsafe { Self::from_raw(pdev) })
+        }
+    }
+
+    pub(crate) fn as_raw(&self) -> *mut kernel::bindings::pci_dev {
+        self.0.get()
+    }
+
+    /// Physical start and length of BAR `bar`.
+    pub(crate) fn bar_resource(&self, bar: u32) -> (u64, u64) {
+        // SAFETY: By the type invariant the device is valid; `bar` is below
+        // the number of resources (callers pass standard BARs only).
+        unsafe {
+            (
+                kernel::bindings::pci_resource_start(self.as_raw(), bar as i32),
+                kernel::bindings::pci_resource_len(self.as_raw(), bar as i32),
+            )
+        }
+    }
+
+    /// The P2PDMA provider of a memory BAR, which vfio-pci-core sets up when
+    /// it initializes the device.
+    pub(crate) fn p2pdma_provider(&self, bar: u32) -> Option<P2pProvider> {
+        // SAFETY: By the type invariant the device is valid.
+        let provider = unsafe { kernel::bindings::pcim_p2pdma_provider(self.as_raw(), bar as i32) };
+        if provider.is_null() {
+            None
+        } else {
+            // INVARIANT: A non-null provider lives in device-managed memory of
+            // the bound device.
+            Some(P2pProvider(provider))
+        }
+    }
+
+    fn acs_redirect(&self) -> bool {
+        // SAFETY: By the type invariant the device is valid.
+        let cap = unsafe { (*self.as_raw()).acs_cap };
+        if cap == 0 {
+            return false;
+        }
+        let mut ctrl = 0u16;
+        // SAFETY: By the type invariant the device is valid; `ctrl` is a
+        // valid destination.
+        let ret = unsafe {
+            kernel::bindings::pci_read_config_word(
+                self.as_raw(),
+                (cap + PCI_ACS_CTRL).into(),
+                &mut ctrl,
+            )
+        };
+        ret == 0 && ctrl & PCI_ACS_REDIRECTS != 0
+    }
+
+    fn path_node(&self) -> PathNode {
+        PathNode {
+            // SAFETY: By the type invariant the device is valid.
+            id: unsafe { bindings::dmabuf_vfio_pci_id(self.as_raw()) },
+            acs_redirect: self.acs_redirect(),
+        }
+    }
+
+    /// The function and its upstream bridges up to the root bus, and the host
+    /// bridge they end at.
+    pub(crate) fn path_to_root(&self) -> Result<(KVec<PathNode>, HostBridge)> {
+        let mut path = KVec::new();
+        let mut dev = self.as_raw();
+        while !dev.is_null() && path.len() < MAX_PATH_LEN {
+            // SAFETY: `dev` is this function or one of its upstream bridges,
+            // which a child device keeps registered.
+            let function = unsafe { Self::from_raw(dev) };
+            path.push(function.path_node(), flags::GFP_KERNEL)?;
+            // SAFETY: As above.
+            dev = unsafe { bindings::dmabuf_vfio_upstream_bridge(dev) };
+        }
+        let (mut vendor, mut device) = (0u16, 0u16);
+        // SAFETY: By the type invariant the device is valid; the out pointers
+        // are valid.
+        let has_root = unsafe {
+            bindings::dmabuf_vfio_host_bridge_root(self.as_raw(), &mut vendor, &mut device)
+        };
+        let host = HostBridge {
+            // SAFETY: By the type invariant the device is valid.
+            id: unsafe { bindings::dmabuf_vfio_host_bridge_id(self.as_raw()) },
+            root_device: has_root.then_some((vendor, device)),
+        };
+        Ok((path, host))
+    }
+}
+
+/// The CPU's peer-to-peer routing capability, as `cpu_supports_p2pdma()` sees it.
+pub(crate) fn cpu() -> Cpu {
+    // SAFETY: Reads boot CPU data only.
+    if unsafe { bindings::dmabuf_vfio_cpu_is_amd_zen() } {
+        Cpu::AmdZen
+    } else {
+        Cpu::Other
+    }
+}
+
+/// The P2PDMA provider of one BAR (`struct p2pdma_provider`).
+///
+/// # Invariants
+///
+/// Points to the provider in device-managed memory of a PCI device; valid
+/// while the device stays bound to its driver.
+#[derive(Clone, Copy)]
+pub(crate) struct P2pProvider(*mut kernel::bindings::p2pdma_provider);
+
+// SAFETY: The provider is immutable after setup; it is only read.
+unsafe impl Send for P2pProvider {}
+// SAFETY: As above.
+unsafe impl Sync for P2pProvider {}
+
+impl P2pProvider {
+    /// PCI bus address of CPU physical address `paddr` in this BAR.
+    pub(crate) fn bus_addr(&self, paddr: u64) -> u64 {
+        // SAFETY: By the type invariant the provider is valid; callers hold a
+        // registration of the device, which keeps it bound.
+        paddr.wrapping_add(unsafe { (*self.0).bus_offset })
+    }
+}
+
+/// The raw `struct device` behind a device reference.
+pub(crate) fn raw_device(dev: &device::Device) -> *mut kernel::bindings::device {
+    // `device::Device` is a transparent wrapper of `struct device`.
+    ptr::from_ref(dev).cast_mut().cast()
+}
