@@ -102,13 +102,15 @@ FIXTURE_TEARDOWN(export)
 TEST_F(export, probe_reports_get_only)
 {
 	int dev = self->h.device;
+	const uint32_t hdr = sizeof(struct vfio_device_feature);
 
+	/* A probe needs no payload. */
 	EXPECT_EQ(0, export_raw(dev, VFIO_DEVICE_FEATURE_PROBE |
-				VFIO_DEVICE_FEATURE_GET, 2, 0, 0, NULL, 0, 0));
+				VFIO_DEVICE_FEATURE_GET, 2, 0, 0, NULL, 0, hdr));
 	EXPECT_EQ(0, export_raw(dev, VFIO_DEVICE_FEATURE_PROBE, 2, 0, 0,
-				NULL, 0, 0));
+				NULL, 0, hdr));
 	EXPECT_EQ(-EINVAL, export_raw(dev, VFIO_DEVICE_FEATURE_PROBE |
-				      VFIO_DEVICE_FEATURE_SET, 2, 0, 0, NULL, 0, 0));
+				      VFIO_DEVICE_FEATURE_SET, 2, 0, 0, NULL, 0, hdr));
 	EXPECT_EQ(-EINVAL, export_raw(dev, VFIO_DEVICE_FEATURE_SET, 2, 0, 0,
 				      NULL, 0, sizeof(struct dma_buf_req)));
 }
