@@ -1,0 +1,439 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A dynamic, peer-to-peer dma-buf importer for the dmabuf-vfio-pci selftests.
+ *
+ * It binds (through driver_override) to QEMU edu devices and imports dma-bufs
+ * on their behalf, the way a P2P-capable driver does: dma_buf_dynamic_attach()
+ * with invalidate_mappings, map under the reservation lock, and DMA by the
+ * edu engine from the addresses it was given.  It counts invalidations and
+ * unmaps, and can hold a mapping across an invalidation to prove that the
+ * exporter waits.  Userspace drives it through /dev/dmabuf_test_importer.
+ */
+#include <linux/delay.h>
+#include <linux/dma-buf.h>
+#include <linux/dma-mapping.h>
+#include <linux/dma-resv.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/pci.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "dmabuf_test_importer.h"
+
+MODULE_IMPORT_NS("DMA_BUF");
+
+#define EDU_DMA_SRC	0x80
+#define EDU_DMA_DST	0x88
+#define EDU_DMA_COUNT	0x90
+#define EDU_DMA_CMD	0x98
+#define EDU_DMA_START	0x1
+#define EDU_DMA_TO_RAM	0x2
+#define EDU_BUFFER	0x40000
+#define EDU_BUFFER_SIZE	4096
+
+struct edu {
+	struct list_head node;
+	struct pci_dev *pdev;
+	void __iomem *regs;
+	struct mutex dma_lock;	/* one transfer at a time */
+	void *bounce;
+	dma_addr_t bounce_dma;
+};
+
+static LIST_HEAD(edus);
+static DEFINE_MUTEX(edus_lock);
+
+struct importer {
+	struct edu *edu;
+	struct dma_buf *dmabuf;
+	struct dma_buf_attachment *attach;
+	struct sg_table *sgt;		/* under the dma-buf's resv */
+	u32 flags;
+	atomic_t invalidations;
+	atomic_t unmaps;
+};
+
+static void importer_unmap_locked(struct importer *imp)
+{
+	dma_resv_assert_held(imp->dmabuf->resv);
+	if (!imp->sgt)
+		return;
+	dma_buf_unmap_attachment(imp->attach, imp->sgt, DMA_BIDIRECTIONAL);
+	imp->sgt = NULL;
+	atomic_inc(&imp->unmaps);
+}
+
+static void importer_invalidate(struct dma_buf_attachment *attach)
+{
+	struct importer *imp = attach->importer_priv;
+
+	atomic_inc(&imp->invalidations);
+	if (!(imp->flags & IMPORTER_HOLD))
+		importer_unmap_locked(imp);
+}
+
+static const struct dma_buf_attach_ops importer_revocable_ops = {
+	.allow_peer2peer = true,
+	.invalidate_mappings = importer_invalidate,
+};
+
+static const struct dma_buf_attach_ops importer_p2p_pinned_ops = {
+	.allow_peer2peer = true,
+};
+
+static const struct dma_buf_attach_ops importer_revocable_no_p2p_ops = {
+	.invalidate_mappings = importer_invalidate,
+};
+
+static struct edu *edu_find(const char *bdf)
+{
+	struct edu *edu;
+
+	list_for_each_entry(edu, &edus, node)
+		if (!strcmp(pci_name(edu->pdev), bdf))
+			return edu;
+	return NULL;
+}
+
+static int importer_attach(struct importer *imp, void __user *arg)
+{
+	const struct dma_buf_attach_ops *ops;
+	struct importer_attach req;
+	struct dma_buf_attachment *attach;
+	struct dma_buf *dmabuf;
+	struct edu *edu;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	req.bdf[sizeof(req.bdf) - 1] = '\0';
+	if (imp->attach)
+		return -EBUSY;
+
+	switch (req.flags & (IMPORTER_P2P | IMPORTER_REVOCABLE)) {
+	case IMPORTER_P2P | IMPORTER_REVOCABLE:
+		ops = &importer_revocable_ops;
+		break;
+	case IMPORTER_P2P:
+		ops = &importer_p2p_pinned_ops;
+		break;
+	case IMPORTER_REVOCABLE:
+		ops = &importer_revocable_no_p2p_ops;
+		break;
+	default:
+		ops = NULL;
+		break;
+	}
+
+	mutex_lock(&edus_lock);
+	edu = edu_find(req.bdf);
+	if (edu)
+		get_device(&edu->pdev->dev);
+	mutex_unlock(&edus_lock);
+	if (!edu)
+		return -ENODEV;
+
+	dmabuf = dma_buf_get(req.dmabuf_fd);
+	if (IS_ERR(dmabuf)) {
+		put_device(&edu->pdev->dev);
+		return PTR_ERR(dmabuf);
+	}
+	imp->flags = req.flags;
+	if (ops)
+		attach = dma_buf_dynamic_attach(dmabuf, &edu->pdev->dev, ops, imp);
+	else
+		attach = dma_buf_attach(dmabuf, &edu->pdev->dev);
+	if (IS_ERR(attach)) {
+		dma_buf_put(dmabuf);
+		put_device(&edu->pdev->dev);
+		return PTR_ERR(attach);
+	}
+	imp->edu = edu;
+	imp->dmabuf = dmabuf;
+	imp->attach = attach;
+	return 0;
+}
+
+static int importer_map(struct importer *imp, void __user *arg)
+{
+	struct importer_map *out;
+	struct scatterlist *sg;
+	struct sg_table *sgt;
+	int ret = 0, i;
+
+	if (!imp->attach)
+		return -ENOTCONN;
+	out = kzalloc(sizeof(*out), GFP_KERNEL);
+	if (!out)
+		return -ENOMEM;
+
+	dma_resv_lock(imp->dmabuf->resv, NULL);
+	if (!imp->sgt) {
+		sgt = dma_buf_map_attachment(imp->attach, DMA_BIDIRECTIONAL);
+		if (IS_ERR(sgt))
+			ret = PTR_ERR(sgt);
+		else
+			imp->sgt = sgt;
+	}
+	if (!ret) {
+		for_each_sgtable_dma_sg(imp->sgt, sg, i) {
+			if (i < IMPORTER_MAX_ENTRIES) {
+				out->entries[i].addr = sg_dma_address(sg);
+				out->entries[i].len = sg_dma_len(sg);
+			}
+			out->total += sg_dma_len(sg);
+		}
+		out->nents = imp->sgt->nents;
+	}
+	dma_resv_unlock(imp->dmabuf->resv);
+
+	if (!ret && copy_to_user(arg, out, sizeof(*out)))
+		ret = -EFAULT;
+	kfree(out);
+	return ret;
+}
+
+static int importer_unmap(struct importer *imp)
+{
+	if (!imp->attach)
+		return -ENOTCONN;
+	dma_resv_lock(imp->dmabuf->resv, NULL);
+	importer_unmap_locked(imp);
+	dma_resv_unlock(imp->dmabuf->resv);
+	return 0;
+}
+
+/* The DMA address of buffer byte @offset, from the held mapping. */
+static int importer_dma_addr(struct importer *imp, u64 offset, u32 len,
+			     dma_addr_t *addr)
+{
+	struct scatterlist *sg;
+	int i;
+
+	for_each_sgtable_dma_sg(imp->sgt, sg, i) {
+		if (offset < sg_dma_len(sg)) {
+			if (offset + len > sg_dma_len(sg))
+				return -EINVAL;	/* keep transfers in one entry */
+			*addr = sg_dma_address(sg) + offset;
+			return 0;
+		}
+		offset -= sg_dma_len(sg);
+	}
+	return -EINVAL;
+}
+
+static int edu_dma(struct edu *edu, u64 src, u64 dst, u32 len, u32 cmd)
+{
+	int ms;
+
+	writeq(src, edu->regs + EDU_DMA_SRC);
+	writeq(dst, edu->regs + EDU_DMA_DST);
+	writeq(len, edu->regs + EDU_DMA_COUNT);
+	writeq(cmd | EDU_DMA_START, edu->regs + EDU_DMA_CMD);
+	/* QEMU completes edu DMA from a 100 ms timer. */
+	for (ms = 0; ms < 5000; ms += 10) {
+		if (!(readq(edu->regs + EDU_DMA_CMD) & EDU_DMA_START))
+			return 0;
+		msleep(10);
+	}
+	return -ETIMEDOUT;
+}
+
+static int importer_dma_read(struct importer *imp, void __user *arg)
+{
+	struct importer_dma_read *req;
+	struct edu *edu = imp->edu;
+	dma_addr_t src;
+	int ret;
+
+	if (!imp->attach)
+		return -ENOTCONN;
+	req = kzalloc(sizeof(*req), GFP_KERNEL);
+	if (!req)
+		return -ENOMEM;
+	if (copy_from_user(req, arg, offsetof(struct importer_dma_read, data))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	if (!req->len || req->len > EDU_BUFFER_SIZE) {
+		ret = -EINVAL;
+		goto out;
+	}
+
+	/* The mapping stays valid while the reservation lock is held. */
+	dma_resv_lock(imp->dmabuf->resv, NULL);
+	ret = imp->sgt ? importer_dma_addr(imp, req->offset, req->len, &src) :
+			 -ENOTCONN;
+	if (!ret) {
+		mutex_lock(&edu->dma_lock);
+		/* Peer BAR -> edu buffer, then edu buffer -> our RAM. */
+		ret = edu_dma(edu, src, EDU_BUFFER, req->len, 0);
+		if (!ret)
+			ret = edu_dma(edu, EDU_BUFFER, edu->bounce_dma, req->len,
+				      EDU_DMA_TO_RAM);
+		if (!ret)
+			memcpy(req->data, edu->bounce, req->len);
+		mutex_unlock(&edu->dma_lock);
+	}
+	dma_resv_unlock(imp->dmabuf->resv);
+
+	if (!ret && copy_to_user(arg, req, sizeof(*req)))
+		ret = -EFAULT;
+out:
+	kfree(req);
+	return ret;
+}
+
+static void importer_detach(struct importer *imp)
+{
+	if (!imp->attach)
+		return;
+	importer_unmap(imp);
+	dma_buf_detach(imp->dmabuf, imp->attach);
+	dma_buf_put(imp->dmabuf);
+	put_device(&imp->edu->pdev->dev);
+	imp->attach = NULL;
+	imp->dmabuf = NULL;
+	imp->edu = NULL;
+}
+
+static long importer_ioctl(struct file *file, unsigned int cmd,
+			   unsigned long arg)
+{
+	struct importer *imp = file->private_data;
+	struct importer_status st;
+
+	switch (cmd) {
+	case IMPORTER_ATTACH:
+		return importer_attach(imp, (void __user *)arg);
+	case IMPORTER_MAP:
+		return importer_map(imp, (void __user *)arg);
+	case IMPORTER_UNMAP:
+		return importer_unmap(imp);
+	case IMPORTER_STATUS:
+		memset(&st, 0, sizeof(st));
+		st.invalidations = atomic_read(&imp->invalidations);
+		st.unmaps = atomic_read(&imp->unmaps);
+		if (imp->attach) {
+			dma_resv_lock(imp->dmabuf->resv, NULL);
+			st.mapped = !!imp->sgt;
+			dma_resv_unlock(imp->dmabuf->resv);
+		}
+		return copy_to_user((void __user *)arg, &st, sizeof(st)) ?
+			       -EFAULT : 0;
+	case IMPORTER_DMA_READ:
+		return importer_dma_read(imp, (void __user *)arg);
+	case IMPORTER_DETACH:
+		importer_detach(imp);
+		return 0;
+	}
+	return -ENOTTY;
+}
+
+static int importer_open(struct inode *inode, struct file *file)
+{
+	struct importer *imp = kzalloc(sizeof(*imp), GFP_KERNEL);
+
+	if (!imp)
+		return -ENOMEM;
+	file->private_data = imp;
+	return 0;
+}
+
+static int importer_release(struct inode *inode, struct file *file)
+{
+	struct importer *imp = file->private_data;
+
+	importer_detach(imp);
+	kfree(imp);
+	return 0;
+}
+
+static const struct file_operations importer_fops = {
+	.owner = THIS_MODULE,
+	.open = importer_open,
+	.release = importer_release,
+	.unlocked_ioctl = importer_ioctl,
+};
+
+static struct miscdevice importer_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "dmabuf_test_importer",
+	.fops = &importer_fops,
+};
+
+static int edu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	struct edu *edu;
+	int ret;
+
+	edu = devm_kzalloc(&pdev->dev, sizeof(*edu), GFP_KERNEL);
+	if (!edu)
+		return -ENOMEM;
+	ret = pcim_enable_device(pdev);
+	if (ret)
+		return ret;
+	ret = dma_set_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
+	if (ret)
+		return ret;
+	edu->regs = pcim_iomap_region(pdev, 0, "dmabuf-test-importer");
+	if (IS_ERR(edu->regs))
+		return PTR_ERR(edu->regs);
+	edu->bounce = dmam_alloc_coherent(&pdev->dev, EDU_BUFFER_SIZE,
+					  &edu->bounce_dma, GFP_KERNEL);
+	if (!edu->bounce)
+		return -ENOMEM;
+	pci_set_master(pdev);
+	mutex_init(&edu->dma_lock);
+	edu->pdev = pdev;
+	pci_set_drvdata(pdev, edu);
+	mutex_lock(&edus_lock);
+	list_add(&edu->node, &edus);
+	mutex_unlock(&edus_lock);
+	return 0;
+}
+
+static void edu_remove(struct pci_dev *pdev)
+{
+	struct edu *edu = pci_get_drvdata(pdev);
+
+	mutex_lock(&edus_lock);
+	list_del(&edu->node);
+	mutex_unlock(&edus_lock);
+}
+
+static const struct pci_device_id edu_ids[] = {
+	{ PCI_DEVICE(0x1234, 0x11e8), .override_only = 1 },
+	{}
+};
+
+static struct pci_driver edu_driver = {
+	.name = "dmabuf-test-importer",
+	.id_table = edu_ids,
+	.probe = edu_probe,
+	.remove = edu_remove,
+};
+
+static int __init importer_init(void)
+{
+	int ret = pci_register_driver(&edu_driver);
+
+	if (ret)
+		return ret;
+	ret = misc_register(&importer_misc);
+	if (ret)
+		pci_unregister_driver(&edu_driver);
+	return ret;
+}
+
+static void __exit importer_exit(void)
+{
+	misc_deregister(&importer_misc);
+	pci_unregister_driver(&edu_driver);
+}
+
+module_init(importer_init);
+module_exit(importer_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Test dma-buf importer for dmabuf-vfio-pci selftests");

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * uAPI of the dmabuf-vfio-pci test importer (/dev/dmabuf_test_importer).
+ *
+ * Each open file is one importer: a PCI device bound to the
+ * "dmabuf-test-importer" driver attaching to one dma-buf as a dynamic,
+ * peer-to-peer importer, exactly as a real P2P-capable driver would.
+ */
+#ifndef DMABUF_TEST_IMPORTER_H
+#define DMABUF_TEST_IMPORTER_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define IMPORTER_MAX_ENTRIES	16
+
+/* Attach flags: what kind of importer to be. */
+#define IMPORTER_P2P		(1 << 0)	/* allow_peer2peer */
+#define IMPORTER_REVOCABLE	(1 << 1)	/* has invalidate_mappings */
+/* On invalidation, keep the mapping until IMPORTER_UNMAP (proves waits). */
+#define IMPORTER_HOLD		(1 << 2)
+
+struct importer_attach {
+	char bdf[16];		/* importing device, bound to the importer */
+	__s32 dmabuf_fd;
+	__u32 flags;
+};
+
+struct importer_map {
+	__u32 nents;		/* out */
+	__u32 pad;
+	__u64 total;		/* out: bytes mapped */
+	struct {
+		__u64 addr;
+		__u64 len;
+	} entries[IMPORTER_MAX_ENTRIES];	/* out: the first entries */
+};
+
+struct importer_status {
+	__u32 mapped;		/* a mapping is held */
+	__u32 invalidations;	/* invalidate_mappings calls seen */
+	__u32 unmaps;		/* mappings given back */
+	__u32 pad;
+};
+
+/* DMA by the importing device (QEMU edu engine) from the mapping. */
+struct importer_dma_read {
+	__u64 offset;		/* into the dma-buf */
+	__u32 len;		/* at most 4096 */
+	__u32 pad;
+	__u8 data[4096];	/* out */
+};
+
+#define IMPORTER_ATTACH		_IOW('I', 1, struct importer_attach)
+#define IMPORTER_MAP		_IOR('I', 2, struct importer_map)
+#define IMPORTER_UNMAP		_IO('I', 3)
+#define IMPORTER_STATUS		_IOR('I', 4, struct importer_status)
+#define IMPORTER_DMA_READ	_IOWR('I', 5, struct importer_dma_read)
+#define IMPORTER_DETACH		_IO('I', 6)
+
+#endif /* DMABUF_TEST_IMPORTER_H */
