@@ -69,7 +69,7 @@ for d in /sys/bus/pci/devices/*; do
 	where=root
 	[ "$(depth "$bdf")" -gt 1 ] && where=switch
 	case "$id:$where" in
-	0x1234:0x11e8:root) DEV[EDU]=$bdf ;;
+	0x1234:0x11e8:root) if [ -z "${DEV[EDU]:-}" ]; then DEV[EDU]=$bdf; else DEV[IMP_EDU]=$bdf; fi ;;
 	0x1234:0x11e8:switch) DEV[SW_EDU]=$bdf ;;
 	0x1af4:0x1110:root) DEV[IVSHMEM]=$bdf ;;
 	0x1af4:0x1110:switch) DEV[SW_IVSHMEM]=$bdf ;;
@@ -77,21 +77,26 @@ for d in /sys/bus/pci/devices/*; do
 	esac
 done
 
-bind() {	# bdf
+bind() {	# bdf, driver
 	local d=/sys/bus/pci/devices/$1
 	[ -e "$d/driver" ] && echo "$1" >"$d/driver/unbind"
-	echo $DRIVER >"$d/driver_override"
+	echo "$2" >"$d/driver_override"
 	echo "$1" >/sys/bus/pci/drivers_probe
-	[ "$(basename "$(readlink "$d/driver")")" = $DRIVER ]
+	[ "$(basename "$(readlink "$d/driver")")" = "$2" ]
 }
 
+IMPORTER=dmabuf-test-importer
+insmod "$HERE/importer/dmabuf_test_importer.ko" || result "not ok" load_test_importer
+
 DEVICES=
-for role in EDU IVSHMEM FLR SW_EDU SW_IVSHMEM; do
+for role in EDU IVSHMEM FLR SW_IVSHMEM IMP_EDU SW_EDU; do
 	bdf=${DEV[$role]:-}
 	[ -n "$bdf" ] || { result "not ok" "find_device_$role"; continue; }
 	export "DMABUF_TEST_$role=$bdf"
-	DEVICES="$DEVICES $bdf"
-	check "bind_$role" bind "$bdf"
+	case $role in
+	IMP_EDU | SW_EDU) check "bind_$role" bind "$bdf" $IMPORTER ;;
+	*) DEVICES="$DEVICES $bdf"; check "bind_$role" bind "$bdf" $DRIVER ;;
+	esac
 done
 export DMABUF_TEST_DEVICES="${DEVICES# }"
 
@@ -99,7 +104,7 @@ export DMABUF_TEST_DEVICES="${DEVICES# }"
 if [ "$MODE" = demo ]; then
 	say ""
 	say "== dmabuf-vfio-pci demo ($(uname -r)) =="
-	for role in EDU IVSHMEM FLR SW_EDU SW_IVSHMEM; do
+	for role in EDU IVSHMEM FLR SW_IVSHMEM IMP_EDU SW_EDU; do
 		bdf=${DEV[$role]:-}
 		[ -n "$bdf" ] || continue
 		d=/sys/bus/pci/devices/$bdf
@@ -175,6 +180,7 @@ rmmod_and_reload() {
 # device is unbound and the module is gone.
 no_leaks() {
 	rmmod dmabuf_vfio_pci || return 1
+	rmmod dmabuf_test_importer || return 1
 	[ -w $KMEMLEAK ] || { echo "no kmemleak"; return 1; }
 	echo scan >$KMEMLEAK
 	sleep 1

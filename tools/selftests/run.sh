@@ -10,10 +10,13 @@
 #   run.sh --demo     print the demo transcript (make demo)
 #
 # Topology (one boot serves every test):
-#   00:xx edu                      DMABUF_TEST_EDU
-#   00:xx ivshmem-plain, 1 GiB BAR DMABUF_TEST_IVSHMEM (RAM not preallocated)
-#   root port -> virtio-rng (PCIe FLR + PM)          DMABUF_TEST_FLR
-#   root port -> switch -> edu, ivshmem-plain (64M)  DMABUF_TEST_SW_*
+#   00:xx edu                      DMABUF_TEST_EDU (ours)
+#   00:xx edu                      DMABUF_TEST_IMP_EDU (test importer)
+#   00:xx ivshmem-plain, 1 GiB BAR DMABUF_TEST_IVSHMEM (ours; RAM not preallocated)
+#   root port -> virtio-rng (PCIe FLR + PM)     DMABUF_TEST_FLR (ours)
+#   root port -> switch -> edu                  DMABUF_TEST_SW_EDU (test importer)
+#                       -> ivshmem-plain (64M)  DMABUF_TEST_SW_IVSHMEM (ours)
+# edu's DMA engine takes 64-bit addresses (dma_mask), so it can reach BARs.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +33,8 @@ mkdir -p "$RES"
 QEMU_OPTS=(
 	-machine q35,kernel-irqchip=split
 	-device intel-iommu,intremap=on
-	-device edu
+	-device edu,dma_mask=0xffffffffffffffff
+	-device edu,dma_mask=0xffffffffffffffff
 	-object memory-backend-ram,id=ivbig,size=1G
 	-device ivshmem-plain,memdev=ivbig
 	-device pcie-root-port,id=rp_flr,chassis=1,slot=1
@@ -39,7 +43,7 @@ QEMU_OPTS=(
 	-device x3130-upstream,id=sw_up,bus=rp_sw
 	-device xio3130-downstream,id=sw_dn0,bus=sw_up,chassis=3,slot=0
 	-device xio3130-downstream,id=sw_dn1,bus=sw_up,chassis=4,slot=1
-	-device edu,bus=sw_dn0
+	-device edu,bus=sw_dn0,dma_mask=0xffffffffffffffff
 	-object memory-backend-ram,id=ivsw,size=64M
 	-device ivshmem-plain,memdev=ivsw,bus=sw_dn1
 )

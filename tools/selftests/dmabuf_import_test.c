@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Importers of dmabuf-vfio-pci buffers, seen from the importer's side
+ * (the dmabuf_test_importer module acting for an edu device):
+ * who may attach, what addresses a mapping carries for each P2P topology,
+ * the bytes the importing device reads by DMA, and revocation on close.
+ *
+ *   exporter SW_IVSHMEM and importer SW_EDU share a PCIe switch;
+ *   exporter IVSHMEM and importer IMP_EDU sit on the root bus (no common
+ *   upstream bridge; q35's host bridge is not on the P2PDMA allow list).
+ */
+#include <pthread.h>
+#include <time.h>
+
+#include "dmabuf_test_importer.h"
+#include "kselftest_harness.h"
+#include "vfio_util.h"
+
+#define PAGE	4096ull
+
+static int export1(int device, uint32_t region, uint64_t off, uint64_t len)
+{
+	struct {
+		struct vfio_device_feature hdr;
+		struct vfio_device_feature_dma_buf get;
+		struct vfio_region_dma_range r[2];
+	} req = {
+		.hdr = {
+			.argsz = sizeof(req),
+			.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
+		},
+		.get = { .region_index = region, .open_flags = O_RDWR, .nr_ranges = 1 },
+		.r = { { off, len } },
+	};
+	int ret = ioctl(device, VFIO_DEVICE_FEATURE, &req);
+
+	return ret < 0 ? -errno : ret;
+}
+
+static int importer_open(const char *bdf, int dmabuf, uint32_t flags)
+{
+	struct importer_attach a = { .dmabuf_fd = dmabuf, .flags = flags };
+	int fd = open("/dev/dmabuf_test_importer", O_RDWR);
+
+	if (fd < 0)
+		return -errno;
+	snprintf(a.bdf, sizeof(a.bdf), "%s", bdf);
+	if (ioctl(fd, IMPORTER_ATTACH, &a)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int importer_map(int imp, struct importer_map *m)
+{
+	memset(m, 0, sizeof(*m));
+	return ioctl(imp, IMPORTER_MAP, m) ? -errno : 0;
+}
+
+static struct importer_status importer_status(int imp)
+{
+	struct importer_status st = {};
+
+	ioctl(imp, IMPORTER_STATUS, &st);
+	return st;
+}
+
+static uint64_t bar_start(const char *bdf, int bar)
+{
+	char buf[4096], *line = buf;
+	unsigned long long start = 0;
+
+	if (sysfs_read(bdf, "resource", buf, sizeof(buf)))
+		return 0;
+	for (int i = 0; i < bar && line; i++) {
+		line = strchr(line, '\n');
+		line = line ? line + 1 : NULL;
+	}
+	if (line)
+		sscanf(line, "%llx", &start);
+	return start;
+}
+
+FIXTURE(import) {
+	struct vfio_handle h;
+	const char *exporter, *importer;
+};
+
+FIXTURE_SETUP(import)
+{
+	self->exporter = test_dev("SW_IVSHMEM");
+	self->importer = test_dev("SW_EDU");
+	ASSERT_NE(NULL, self->exporter);
+	ASSERT_NE(NULL, self->importer);
+	ASSERT_EQ(0, vfio_open_cdev(self->exporter, &self->h));
+}
+
+FIXTURE_TEARDOWN(import)
+{
+	vfio_handle_close(&self->h);
+}
+
+TEST_F(import, only_p2p_revocable_importers_attach)
+{
+	int buf = export1(self->h.device, 2, 0, 4 * PAGE);
+
+	ASSERT_GE(buf, 0);
+	EXPECT_EQ(-EOPNOTSUPP, importer_open(self->importer, buf, 0));
+	EXPECT_EQ(-EOPNOTSUPP, importer_open(self->importer, buf, IMPORTER_REVOCABLE));
+	EXPECT_EQ(-EOPNOTSUPP, importer_open(self->importer, buf, IMPORTER_P2P));
+	close(buf);
+}
+
+/* Behind one switch without ACS redirect: PCI bus addresses, no IOMMU. */
+TEST_F(import, switch_peer_gets_bus_addresses)
+{
+	uint64_t start = bar_start(self->exporter, 2);
+	struct importer_map m;
+	int buf, imp;
+
+	buf = export1(self->h.device, 2, 8 * PAGE, 4 * PAGE);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_map(imp, &m));
+	EXPECT_EQ(1, m.nents);
+	EXPECT_EQ(4 * PAGE, m.total);
+	/* x86: bus address == CPU physical address. */
+	EXPECT_EQ(start + 8 * PAGE, m.entries[0].addr);
+	close(imp);
+	close(buf);
+}
+
+/* No common upstream bridge and no allowed host bridge: mapping fails. */
+TEST(root_bus_peer_cannot_map)
+{
+	const char *exporter = test_dev("IVSHMEM");
+	const char *importer = test_dev("IMP_EDU");
+	struct importer_map m;
+	struct vfio_handle h;
+	int buf, imp;
+
+	ASSERT_NE(NULL, exporter);
+	ASSERT_NE(NULL, importer);
+	ASSERT_EQ(0, vfio_open_cdev(exporter, &h));
+	buf = export1(h.device, 2, 0, PAGE);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	ASSERT_GE(imp, 0);
+	EXPECT_EQ(-EINVAL, importer_map(imp, &m));
+	close(imp);
+	close(buf);
+	vfio_handle_close(&h);
+}
+
+/* Physically contiguous consecutive ranges become one larger entry. */
+TEST_F(import, contiguous_ranges_merge)
+{
+	struct {
+		struct vfio_device_feature hdr;
+		struct vfio_device_feature_dma_buf get;
+		struct vfio_region_dma_range r[3];
+	} req = {
+		.hdr = {
+			.argsz = sizeof(req),
+			.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
+		},
+		.get = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 3 },
+		.r = { { 0, PAGE }, { PAGE, 2 * PAGE }, { 16 * PAGE, PAGE } },
+	};
+	uint64_t start = bar_start(self->exporter, 2);
+	struct importer_map m;
+	int buf, imp;
+
+	buf = ioctl(self->h.device, VFIO_DEVICE_FEATURE, &req);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_map(imp, &m));
+	ASSERT_EQ(2, m.nents);
+	EXPECT_EQ(start, m.entries[0].addr);
+	EXPECT_EQ(3 * PAGE, m.entries[0].len);
+	EXPECT_EQ(start + 16 * PAGE, m.entries[1].addr);
+	EXPECT_EQ(PAGE, m.entries[1].len);
+	close(imp);
+	close(buf);
+}
+
+/* Closing the exporting device revokes: the importer is told, unmaps, and
+ * can neither map again nor can new importers attach. */
+TEST_F(import, close_revokes_for_good)
+{
+	struct importer_status st;
+	struct importer_map m;
+	int buf, imp;
+
+	buf = export1(self->h.device, 2, 0, 4 * PAGE);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_map(imp, &m));
+	ASSERT_EQ(1, importer_status(imp).mapped);
+
+	vfio_handle_close(&self->h);
+
+	st = importer_status(imp);
+	EXPECT_EQ(1, st.invalidations);
+	EXPECT_EQ(1, st.unmaps);
+	EXPECT_EQ(0, st.mapped);
+	EXPECT_EQ(-ENODEV, importer_map(imp, &m));
+	EXPECT_EQ(-ENODEV, importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE));
+	close(imp);
+	close(buf);
+}
+
+struct closer {
+	struct vfio_handle *h;
+	volatile int done;
+};
+
+static void *close_device(void *arg)
+{
+	struct closer *c = arg;
+
+	vfio_handle_close(c->h);
+	c->done = 1;
+	return NULL;
+}
+
+/* Revocation waits until the importer really gave its mapping back. */
+TEST_F(import, revoke_waits_for_the_importer_to_unmap)
+{
+	struct closer c = { .h = &self->h };
+	struct importer_map m;
+	pthread_t thread;
+	int buf, imp;
+
+	buf = export1(self->h.device, 2, 0, 4 * PAGE);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(self->importer, buf,
+			    IMPORTER_P2P | IMPORTER_REVOCABLE | IMPORTER_HOLD);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_map(imp, &m));
+
+	ASSERT_EQ(0, pthread_create(&thread, NULL, close_device, &c));
+	for (int i = 0; i < 100 && !importer_status(imp).invalidations; i++)
+		usleep(10000);
+	ASSERT_EQ(1, importer_status(imp).invalidations);
+	usleep(300000);
+	EXPECT_EQ(0, c.done);		/* still waiting for our unmap */
+	EXPECT_EQ(1, importer_status(imp).mapped);
+
+	ASSERT_EQ(0, ioctl(imp, IMPORTER_UNMAP));
+	pthread_join(thread, NULL);
+	EXPECT_EQ(1, c.done);
+	close(imp);
+	close(buf);
+}
+
+/* A buffer exported while memory decode is off starts revoked. */
+TEST_F(import, exported_with_memory_off_starts_revoked)
+{
+	uint16_t cmd;
+	int buf;
+
+	ASSERT_EQ(0, vfio_config_read(self->h.device, PCI_COMMAND, &cmd, 2));
+	cmd &= ~PCI_COMMAND_MEMORY;
+	ASSERT_EQ(0, vfio_config_write(self->h.device, PCI_COMMAND, &cmd, 2));
+	buf = export1(self->h.device, 2, 0, PAGE);
+	ASSERT_GE(buf, 0);
+	EXPECT_EQ(-ENODEV, importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE));
+	close(buf);
+}
+
+/* The importing device reads, by DMA, the bytes the CPU wrote into the BAR. */
+TEST_F(import, peer_dma_reads_the_bar)
+{
+	static struct importer_dma_read rd;
+	volatile uint8_t *bar;
+	struct importer_map m;
+	uint16_t cmd;
+	int buf, imp;
+
+	ASSERT_EQ(0, vfio_config_read(self->h.device, PCI_COMMAND, &cmd, 2));
+	cmd |= PCI_COMMAND_MEMORY;
+	ASSERT_EQ(0, vfio_config_write(self->h.device, PCI_COMMAND, &cmd, 2));
+	bar = vfio_mmap_bar(self->h.device, 2, 0, 16 * PAGE);
+	ASSERT_NE(MAP_FAILED, bar);
+	srand(time(NULL));
+	for (unsigned int i = 0; i < PAGE; i++)
+		bar[5 * PAGE + i] = rand();
+
+	buf = export1(self->h.device, 2, 4 * PAGE, 4 * PAGE);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_map(imp, &m));
+	rd.offset = PAGE;
+	rd.len = PAGE;
+	ASSERT_EQ(0, ioctl(imp, IMPORTER_DMA_READ, &rd));
+	for (unsigned int i = 0; i < PAGE; i++)
+		if (rd.data[i] != bar[5 * PAGE + i]) {
+			ASSERT_EQ(bar[5 * PAGE + i], rd.data[i]) {
+				TH_LOG("byte %u", i);
+			}
+		}
+	close(imp);
+	close(buf);
+	munmap((void *)bar, 16 * PAGE);
+}
+
+TEST_HARNESS_MAIN
