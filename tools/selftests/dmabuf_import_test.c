@@ -298,12 +298,12 @@ TEST_F(import, peer_dma_reads_the_bar)
 	imp = importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
 	ASSERT_GE(imp, 0);
 	ASSERT_EQ(0, importer_map(imp, &m));
-	rd.offset = PAGE;
-	rd.len = PAGE;
+	rd.offset = PAGE + 1024;
+	rd.len = 2048;
 	ASSERT_EQ(0, ioctl(imp, IMPORTER_DMA_READ, &rd));
-	for (unsigned int i = 0; i < PAGE; i++)
-		if (rd.data[i] != bar[5 * PAGE + i]) {
-			ASSERT_EQ(bar[5 * PAGE + i], rd.data[i]) {
+	for (unsigned int i = 0; i < rd.len; i++)
+		if (rd.data[i] != bar[5 * PAGE + 1024 + i]) {
+			ASSERT_EQ(bar[5 * PAGE + 1024 + i], rd.data[i]) {
 				TH_LOG("byte %u", i);
 			}
 		}

@@ -46,7 +46,7 @@ struct importer_status {
 /* DMA by the importing device (QEMU edu engine) from the mapping. */
 struct importer_dma_read {
 	__u64 offset;		/* into the dma-buf */
-	__u32 len;		/* at most 4096 */
+	__u32 len;		/* at most 2048 */
 	__u32 pad;
 	__u8 data[4096];	/* out */
 };
