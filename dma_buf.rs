@@ -356,6 +356,9 @@ enum DmaMapping {
 pub(crate) struct DmaTable {
     // First: importers get a pointer to it and `unmap` turns it back.
     sgt: kernel::bindings::sg_table,
+    /// Entries allocated: `sgt.orig_nents` is zero in a DMA-only table, and
+    /// `sg_free_table()` frees `orig_nents` entries, so it must be restored.
+    allocated: u32,
     mapping: DmaMapping,
     dev: *mut kernel::bindings::device,
 }
@@ -384,6 +387,7 @@ impl DmaTable {
         let mut table = KBox::new(
             DmaTable {
                 sgt: pin_init::zeroed(),
+                allocated: 0,
                 mapping,
                 dev,
             },
@@ -397,6 +401,7 @@ impl DmaTable {
                 kernel::bindings::GFP_KERNEL | kernel::bindings::__GFP_ZERO,
             )
         })?;
+        table.allocated = nents;
         Ok(table)
     }
 
@@ -594,8 +599,9 @@ impl DmaTable {
 
 impl Drop for DmaTable {
     fn drop(&mut self) {
-        // SAFETY: The table is zeroed or was set up by `sg_alloc_table`; both
-        // are valid to free.
+        self.sgt.orig_nents = self.allocated;
+        // SAFETY: The table is zeroed or was set up by `sg_alloc_table` for
+        // `allocated` entries; both are valid to free.
         unsafe { kernel::bindings::sg_free_table(&mut self.sgt) };
     }
 }
