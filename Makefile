@@ -66,7 +66,8 @@ CHECKPATCH = $(KDIR)/scripts/checkpatch.pl --no-tree --quiet --show-types \
 # Userspace tests touch MMIO through volatile pointers on purpose.
 checkpatch:
 	@$(CHECKPATCH) -f $(C_SRCS)
-	@$(CHECKPATCH) --ignore VOLATILE -f $(wildcard $(src)/tools/selftests/*.[ch])
+	@$(CHECKPATCH) --ignore VOLATILE -f $(wildcard $(src)/tools/selftests/*.[ch]) \
+		$(src)/tools/selftests/importer/dmabuf_test_importer.[ch]
 
 lint: rustfmt-check clippy checkpatch
 

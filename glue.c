@@ -58,8 +58,10 @@ u32 dmabuf_vfio_host_bridge_id(struct pci_dev *pdev)
 	return (u32)pci_domain_nr(host->bus) << 16 | host->bus->number;
 }
 
-/* The device drivers/pci/p2pdma.c:pci_host_bridge_dev() checks against the
- * P2PDMA allow list. */
+/*
+ * The device drivers/pci/p2pdma.c:pci_host_bridge_dev() checks against the
+ * P2PDMA allow list.
+ */
 bool dmabuf_vfio_host_bridge_root(struct pci_dev *pdev, u16 *vendor,
 				  u16 *device)
 {

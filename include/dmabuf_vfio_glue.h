@@ -27,8 +27,10 @@ void dmabuf_vfio_unregister_driver(void);
 
 void dmabuf_vfio_put_device(struct vfio_device *vdev);
 
-/* PCI topology (static inlines of linux/pci.h, and the host-bridge device
- * lookup of drivers/pci/p2pdma.c, which is static there). */
+/*
+ * PCI topology (static inlines of linux/pci.h, and the host-bridge device
+ * lookup of drivers/pci/p2pdma.c, which is static there).
+ */
 struct pci_dev *dmabuf_vfio_upstream_bridge(struct pci_dev *pdev);
 u32 dmabuf_vfio_pci_id(struct pci_dev *pdev);
 u32 dmabuf_vfio_host_bridge_id(struct pci_dev *pdev);

@@ -53,7 +53,7 @@ static int export(int device, uint32_t region,
 }
 
 /* A field of /proc/self/fdinfo/@fd, or -1. */
-static long long fdinfo(int fd, const char *key, char *str, size_t len)
+static long long fdinfo_field(int fd, const char *key, char *str, size_t len)
 {
 	char path[64], line[256];
 	long long val = -1;
@@ -122,8 +122,8 @@ TEST_F(export, one_range_is_a_dma_buf_of_its_size)
 	int fd = export(self->h.device, 2, &r, 1);
 
 	ASSERT_GE(fd, 0);
-	EXPECT_EQ((long long)(8 * PAGE), fdinfo(fd, "size", NULL, 0));
-	fdinfo(fd, "exp_name", name, sizeof(name));
+	EXPECT_EQ((long long)(8 * PAGE), fdinfo_field(fd, "size", NULL, 0));
+	fdinfo_field(fd, "exp_name", name, sizeof(name));
 	EXPECT_EQ(0, strncmp(name, "dmabuf-vfio-pci", 15)) TH_LOG("exp_name %s", name);
 	EXPECT_EQ(FD_CLOEXEC, fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	EXPECT_EQ(O_RDWR, fcntl(fd, F_GETFL) & O_ACCMODE);
@@ -141,7 +141,7 @@ TEST_F(export, ranges_in_any_order_and_aliasing)
 	int fd = export(self->h.device, 2, r, 4);
 
 	ASSERT_GE(fd, 0);
-	EXPECT_EQ((long long)(11 * PAGE), fdinfo(fd, "size", NULL, 0));
+	EXPECT_EQ((long long)(11 * PAGE), fdinfo_field(fd, "size", NULL, 0));
 	close(fd);
 }
 
@@ -151,7 +151,7 @@ TEST_F(export, whole_bar)
 	int fd = export(self->h.device, 2, &r, 1);
 
 	ASSERT_GE(fd, 0);
-	EXPECT_EQ((long long)self->bar_size, fdinfo(fd, "size", NULL, 0));
+	EXPECT_EQ((long long)self->bar_size, fdinfo_field(fd, "size", NULL, 0));
 	close(fd);
 }
 
@@ -184,7 +184,7 @@ TEST_F(export, bad_requests_get_the_upstream_errno)
 		{ "huge region index", 0xffffffff, 0, 1, { { 0, PAGE } }, -ENODEV },
 	};
 
-	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(cases); i++) {
 		int ret = export_raw(self->h.device, VFIO_DEVICE_FEATURE_GET,
 				     cases[i].region, O_RDWR, cases[i].flags,
 				     cases[i].r, cases[i].nr,
@@ -276,7 +276,7 @@ TEST_F(export, buffer_outlives_device_close_and_unbind)
 	fd = export(self->h.device, 2, &r, 1);
 	ASSERT_GE(fd, 0);
 	vfio_handle_close(&self->h);
-	EXPECT_EQ((long long)(4 * PAGE), fdinfo(fd, "size", NULL, 0));
+	EXPECT_EQ((long long)(4 * PAGE), fdinfo_field(fd, "size", NULL, 0));
 
 	sysfs = open("/sys/bus/pci/drivers/dmabuf-vfio-pci/unbind", O_WRONLY);
 	ASSERT_GE(sysfs, 0);

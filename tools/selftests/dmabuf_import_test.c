@@ -189,8 +189,10 @@ TEST_F(import, contiguous_ranges_merge)
 	close(buf);
 }
 
-/* Closing the exporting device revokes: the importer is told, unmaps, and
- * can neither map again nor can new importers attach. */
+/*
+ * Closing the exporting device revokes: the importer is told, unmaps, and
+ * can neither map again nor can new importers attach.
+ */
 TEST_F(import, close_revokes_for_good)
 {
 	struct importer_status st;

@@ -166,7 +166,7 @@ static int importer_map(struct importer *imp, void __user *arg)
 
 	if (!imp->attach)
 		return -ENOTCONN;
-	out = kzalloc(sizeof(*out), GFP_KERNEL);
+	out = kzalloc_obj(*out);
 	if (!out)
 		return -ENOMEM;
 
@@ -234,10 +234,10 @@ static int edu_dma(struct edu *edu, u64 src, u64 dst, u32 len, u32 cmd)
 	writeq(len, edu->regs + EDU_DMA_COUNT);
 	writeq(cmd | EDU_DMA_START, edu->regs + EDU_DMA_CMD);
 	/* QEMU completes edu DMA from a 100 ms timer. */
-	for (ms = 0; ms < 5000; ms += 10) {
+	for (ms = 0; ms < 5000; ms += 20) {
 		if (!(readq(edu->regs + EDU_DMA_CMD) & EDU_DMA_START))
 			return 0;
-		msleep(10);
+		msleep(20);
 	}
 	return -ETIMEDOUT;
 }
@@ -251,7 +251,7 @@ static int importer_dma_read(struct importer *imp, void __user *arg)
 
 	if (!imp->attach)
 		return -ENOTCONN;
-	req = kzalloc(sizeof(*req), GFP_KERNEL);
+	req = kzalloc_obj(*req);
 	if (!req)
 		return -ENOMEM;
 	if (copy_from_user(req, arg, offsetof(struct importer_dma_read, data))) {
@@ -335,7 +335,7 @@ static long importer_ioctl(struct file *file, unsigned int cmd,
 
 static int importer_open(struct inode *inode, struct file *file)
 {
-	struct importer *imp = kzalloc(sizeof(*imp), GFP_KERNEL);
+	struct importer *imp = kzalloc_obj(*imp);
 
 	if (!imp)
 		return -ENOMEM;
