@@ -3,7 +3,7 @@
 #
 # `make check`: every test of the project, one verdict per line, then
 # "N passed, N failed, N skipped".  Exits non-zero on any failure.
-#   - rustfmt, clippy (CLIPPY=1 build, WERROR) and checkpatch;
+#   - rustfmt, clippy (CLIPPY=1 build, WERROR), checkpatch, the docs;
 #   - the guest selftests (tools/selftests/run.sh), splat scan included.
 set -uo pipefail
 
@@ -29,6 +29,7 @@ step rustfmt make -s rustfmt-check
 step clippy_werror make -s clippy
 step checkpatch make -s checkpatch
 step selftests_build make -s selftests
+step docs_build rst2html --report=2 --halt=2 Documentation/dmabuf-vfio-pci.rst /dev/null
 
 guest=$TOP/tools/selftests/results/final.tap
 rm -f "$guest"

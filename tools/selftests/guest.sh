@@ -136,6 +136,9 @@ if [ "$MODE" = demo ]; then
 	say "Exercising the devices through the driver (both vfio uAPIs):"
 	"$HERE/vfio_skeleton_test" -f vfio 2>&1 | grep -E '^(ok|not ok)' | sed 's/^/  /'
 	say ""
+	say "Peer-to-peer through a dma-buf:"
+	"$HERE/dmabuf_demo"
+	say ""
 fi
 
 # --- Selftest binaries --------------------------------------------------------
