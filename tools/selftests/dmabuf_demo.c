@@ -75,6 +75,8 @@ int main(void)
 		return fail("peer DMA");
 	printf("  importer's DMA engine read: \"%s\"\n", (char *)rd.data);
 
+	/* The BAR mapping holds the device file open: drop it, then close. */
+	munmap(bar, 32 * PAGE);
 	vfio_handle_close(&h);
 	ioctl(imp, IMPORTER_STATUS, &st);
 	printf("  exporter closed its device: importer saw %u invalidation, gave back %u mapping\n",
