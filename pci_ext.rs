@@ -12,6 +12,12 @@ use crate::vfio::bindings;
 use core::ptr;
 use kernel::{alloc::flags, device, prelude::*, types::Opaque};
 
+/// PCI command register and its memory space enable bit.
+pub(crate) const PCI_COMMAND: u16 = 0x04;
+pub(crate) const PCI_COMMAND_MEMORY: u8 = 0x02;
+/// Advanced Features capability.
+pub(crate) const PCI_CAP_ID_AF: u8 = 0x13;
+
 /// PCI config offset of the ACS control register within the ACS capability.
 const PCI_ACS_CTRL: u16 = 0x06;
 /// ACS request redirect, completion redirect and egress control.
@@ -79,6 +85,27 @@ impl PciFunction {
             // the bound device.
             Some(P2pProvider(provider))
         }
+    }
+
+    /// Config offset of the PCI power management capability.
+    pub(crate) fn pm_cap(&self) -> Option<u16> {
+        // SAFETY: By the type invariant the device is valid.
+        let cap = unsafe { (*self.as_raw()).pm_cap };
+        (cap != 0).then_some(cap.into())
+    }
+
+    /// Config offset of the PCI Express capability.
+    pub(crate) fn pcie_cap(&self) -> Option<u16> {
+        // SAFETY: By the type invariant the device is valid.
+        let cap = unsafe { (*self.as_raw()).pcie_cap };
+        (cap != 0).then_some(cap.into())
+    }
+
+    /// Config offset of standard capability `id`.
+    pub(crate) fn find_capability(&self, id: u8) -> Option<u16> {
+        // SAFETY: By the type invariant the device is valid.
+        let cap = unsafe { kernel::bindings::pci_find_capability(self.as_raw(), id.into()) };
+        (cap != 0).then_some(cap.into())
     }
 
     fn acs_redirect(&self) -> bool {

@@ -6,20 +6,64 @@
 //! `ENODEV`), tells every importer to drop its mappings
 //! (`dma_buf_invalidate_mappings()`), waits for the importers' fences, then
 //! waits until every DMA mapping is unmapped.  Only then may the BAR become
-//! unreachable.
+//! unreachable.  Un-revoking clears the mark and invalidates again, which
+//! tells importers they may map anew.
 //!
-//! Events that make a device's BARs unsafe, the hook that catches each, and
-//! what it does:
+//! A buffer is accessible while its device is open, decodes memory (as the
+//! user set it, and not in D3), is not in low power, and no event that
+//! resets or powers down the device is in progress.  vfio-pci-core takes
+//! `memory_lock` itself around the hardware change and does not let a
+//! variant run code inside, so every hook revokes *before* calling into the
+//! core and settles the state *after* it returns.
 //!
 //! | event | hook | action |
 //! |---|---|---|
 //! | last close of the device | `close_device`, before the core disables the device | revoke for good, drop the buffers' device registrations |
+//! | `VFIO_DEVICE_RESET` | `ioctl` | revoke across the call, then settle |
+//! | `VFIO_DEVICE_PCI_HOT_RESET` on this device's fd | `ioctl` | revoke across the call, then settle |
+//! | config write clearing `PCI_COMMAND` memory enable | `write` (peeks the written byte) | revoke across the call; stays revoked while disabled |
+//! | config write setting `PCI_COMMAND` memory enable | `write` | settle after the call (un-revoke) |
+//! | config write putting PMCSR in D1–D3hot | `write` | revoke across the call; stays revoked while in D3 |
+//! | config write putting PMCSR back in D0 | `write` | settle after the call (un-revoke) |
+//! | config write starting a PCIe FLR (`DEVCTL` bit 15) | `write` | revoke across the call, then settle |
+//! | config write starting an AF FLR | `write` | revoke across the call, then settle |
+//! | `LOW_POWER_ENTRY` (with or without wakeup) | `device_feature` | revoke, stay revoked |
+//! | `LOW_POWER_EXIT` | `device_feature` | settle after the call (un-revoke) |
 //!
 //! Lock order: the core's `memory_lock` → the device's export list → a
 //! dma-buf's reservation lock → the buffer's state.
 
-use crate::vfio::Device;
-use crate::{dma_buf::DmaBufRef, DmabufVfioPci, ExportedBar};
+use crate::pci_ext::{PCI_CAP_ID_AF, PCI_COMMAND, PCI_COMMAND_MEMORY};
+use crate::vfio::{CoreDevice, Device, MemoryLockWrite};
+use crate::{dma_buf::DmaBufRef, DmabufVfioPci, ExportedBar, Exports};
+use kernel::{
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// `VFIO_DEVICE_RESET`: `_IO(VFIO_TYPE, VFIO_BASE + 11)`.
+pub(crate) const VFIO_DEVICE_RESET: u32 = (b';' as u32) << 8 | (100 + 11);
+/// `VFIO_DEVICE_PCI_HOT_RESET`: `_IO(VFIO_TYPE, VFIO_BASE + 13)`.
+pub(crate) const VFIO_DEVICE_PCI_HOT_RESET: u32 = (b';' as u32) << 8 | (100 + 13);
+
+/// Region index of the config space in a vfio-pci device fd offset.
+const VFIO_PCI_CONFIG_REGION_INDEX: i64 = 7;
+/// Bits of a device fd offset below the region index.
+const VFIO_PCI_OFFSET_SHIFT: u32 = 40;
+/// PM control/status register within the PM capability; power state bits.
+const PCI_PM_CTRL: u16 = 4;
+const PCI_PM_CTRL_STATE_MASK: u8 = 0x03;
+/// High byte of the PCIe device control register; initiate FLR bit in it.
+const PCI_EXP_DEVCTL_HIGH: u16 = 8 + 1;
+const PCI_EXP_DEVCTL_BCR_FLR_HIGH: u8 = 0x80;
+/// AF control register within the AF capability; initiate FLR bit.
+const PCI_AF_CTRL: u16 = 4;
+const PCI_AF_CTRL_FLR: u8 = 0x01;
+
+/// Whether the device's buffers may be accessible now.
+pub(crate) fn accessible(exports: &Exports, memory: &MemoryLockWrite<'_>) -> bool {
+    exports.in_progress == 0 && !exports.low_power && memory.memory_enabled()
+}
 
 /// Revokes `bar`: afterwards no importer holds a mapping of it.
 fn revoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
@@ -40,18 +84,168 @@ fn revoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
     }
 }
 
+/// Lets importers map `bar` again, unless it was revoked for good.
+fn unrevoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
+    let resv = buf.lock_resv();
+    let mut state = bar.state.lock();
+    if !state.revoked || state.device.is_none() {
+        return;
+    }
+    state.revoked = false;
+    drop(state);
+    resv.invalidate_mappings();
+}
+
+/// Brings every buffer of the device in line with whether it is accessible.
+fn sync(exports: &Exports, memory: &MemoryLockWrite<'_>) {
+    let accessible = accessible(exports, memory);
+    for bar in exports.list.iter() {
+        // A buffer whose release began has no importers left.
+        let Some(buf) = bar.dmabuf() else { continue };
+        if accessible {
+            unrevoke(bar, &buf);
+        } else {
+            revoke(bar, &buf);
+        }
+    }
+}
+
+/// Re-evaluates the device's buffers after an event completed.
+pub(crate) fn settle(dev: &Device<DmabufVfioPci>) {
+    let memory = dev.core().memory_lock_write();
+    sync(&dev.exports.lock(), &memory);
+}
+
+/// Runs `event` (which resets or powers down the device) with every buffer
+/// revoked, then settles them.
+pub(crate) fn across_event<R>(dev: &Device<DmabufVfioPci>, event: impl FnOnce() -> R) -> R {
+    {
+        let memory = dev.core().memory_lock_write();
+        let mut exports = dev.exports.lock();
+        exports.in_progress += 1;
+        sync(&exports, &memory);
+    }
+    let ret = event();
+    {
+        let memory = dev.core().memory_lock_write();
+        let mut exports = dev.exports.lock();
+        exports.in_progress -= 1;
+        sync(&exports, &memory);
+    }
+    ret
+}
+
+/// `LOW_POWER_ENTRY`: buffers stay revoked until `LOW_POWER_EXIT` or close.
+pub(crate) fn low_power_entry(
+    dev: &Device<DmabufVfioPci>,
+    entry: impl FnOnce() -> Result<i32>,
+) -> Result<i32> {
+    set_low_power(dev, true);
+    let ret = entry();
+    if ret.is_err() {
+        set_low_power(dev, false);
+    }
+    ret
+}
+
+/// `LOW_POWER_EXIT`: buffers become accessible again if nothing else blocks.
+pub(crate) fn low_power_exit(
+    dev: &Device<DmabufVfioPci>,
+    exit: impl FnOnce() -> Result<i32>,
+) -> Result<i32> {
+    let ret = exit();
+    if ret.is_ok() {
+        set_low_power(dev, false);
+    }
+    ret
+}
+
+fn set_low_power(dev: &Device<DmabufVfioPci>, low_power: bool) {
+    let memory = dev.core().memory_lock_write();
+    let mut exports = dev.exports.lock();
+    exports.low_power = low_power;
+    sync(&exports, &memory);
+}
+
 /// The device is being closed: revokes every buffer for good and lets go of
 /// the device, so a buffer that outlives the close only fails and frees.
 pub(crate) fn release_all(dev: &Device<DmabufVfioPci>) {
     let _memory = dev.core().memory_lock_write();
     let mut exports = dev.exports.lock();
-    for bar in exports.drain_all() {
-        let buf = bar.state.lock().dmabuf.as_ref().and_then(|b| b.try_get());
-        if let Some(buf) = buf {
+    exports.low_power = false;
+    for bar in exports.list.drain_all() {
+        if let Some(buf) = bar.dmabuf() {
             revoke(&bar, &buf);
         }
-        // A buffer whose release already began has no importers left.
         let device = bar.state.lock().device.take();
         drop(device);
     }
+}
+
+/// What a write to the device fd does to BAR accessibility.
+pub(crate) enum WriteEffect {
+    /// It may disable memory decode, power the device down or reset it.
+    Unsafe,
+    /// It touches a register that may make the BARs accessible again.
+    MaySettle,
+    /// Nothing that matters here.
+    None,
+}
+
+/// Classifies a device-fd write by the config registers it covers and the
+/// values it writes there.  The bytes are read again by the core; a user
+/// that changes them in between only fools itself, and the state is settled
+/// after the write anyway.
+pub(crate) fn config_write_effect(
+    core: &CoreDevice,
+    buf: UserPtr,
+    count: usize,
+    pos: i64,
+) -> WriteEffect {
+    if pos >> VFIO_PCI_OFFSET_SHIFT != VFIO_PCI_CONFIG_REGION_INDEX {
+        return WriteEffect::None;
+    }
+    let start = (pos & ((1 << VFIO_PCI_OFFSET_SHIFT) - 1)) as u64;
+    let end = start.saturating_add(count as u64);
+    // The byte the write puts at config offset `reg`, if it covers it.
+    let written = |reg: u16| -> Option<u8> {
+        let reg = u64::from(reg);
+        if reg < start || reg >= end {
+            return None;
+        }
+        let at = (buf.as_const_ptr() as usize).checked_add((reg - start) as usize)?;
+        UserSlice::new(UserPtr::from_addr(at), 1)
+            .reader()
+            .read::<u8>()
+            .ok()
+    };
+
+    let pci = core.pci();
+    let mut effect = WriteEffect::None;
+    if let Some(cmd) = written(PCI_COMMAND) {
+        if cmd & PCI_COMMAND_MEMORY == 0 {
+            return WriteEffect::Unsafe;
+        }
+        effect = WriteEffect::MaySettle;
+    }
+    if let Some(pm) = pci.pm_cap() {
+        if let Some(ctrl) = written(pm + PCI_PM_CTRL) {
+            if ctrl & PCI_PM_CTRL_STATE_MASK != 0 {
+                return WriteEffect::Unsafe;
+            }
+            effect = WriteEffect::MaySettle;
+        }
+    }
+    if let Some(pcie) = pci.pcie_cap() {
+        if written(pcie + PCI_EXP_DEVCTL_HIGH).is_some_and(|b| b & PCI_EXP_DEVCTL_BCR_FLR_HIGH != 0)
+        {
+            return WriteEffect::Unsafe;
+        }
+    }
+    if let Some(af) = pci.find_capability(PCI_CAP_ID_AF) {
+        if written(af + PCI_AF_CTRL).is_some_and(|b| b & PCI_AF_CTRL_FLR != 0) {
+            return WriteEffect::Unsafe;
+        }
+    }
+    effect
 }

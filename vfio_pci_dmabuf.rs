@@ -45,9 +45,18 @@ module! {
 /// dma-buf's reservation lock → [`ExportedBar::state`].
 #[pin_data]
 struct DmabufVfioPci {
-    /// The device's live exported buffers.
     #[pin]
-    exports: Mutex<KVec<Arc<ExportedBar>>>,
+    exports: Mutex<Exports>,
+}
+
+/// The device's exported buffers and what keeps them revoked.
+struct Exports {
+    /// Live exported buffers.
+    list: KVec<Arc<ExportedBar>>,
+    /// Events in progress that make the BARs unsafe (resets, FLR, D3).
+    in_progress: u32,
+    /// The user put the device in low power (`LOW_POWER_ENTRY`).
+    low_power: bool,
 }
 
 impl VariantDriver for DmabufVfioPci {
@@ -55,7 +64,11 @@ impl VariantDriver for DmabufVfioPci {
 
     fn init(_core: &CoreDevice) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            exports <- kernel::new_mutex!(KVec::new()),
+            exports <- kernel::new_mutex!(Exports {
+                list: KVec::new(),
+                in_progress: 0,
+                low_power: false,
+            }),
         })
     }
 
@@ -66,18 +79,55 @@ impl VariantDriver for DmabufVfioPci {
     }
 
     fn device_feature(dev: &Device<Self>, flags: u32, arg: UserPtr, argsz: usize) -> Result<i32> {
-        if flags & uapi::VFIO_DEVICE_FEATURE_MASK != uapi::VFIO_DEVICE_FEATURE_DMA_BUF {
-            return dev.core().device_feature(flags, arg, argsz);
+        let feature = flags & uapi::VFIO_DEVICE_FEATURE_MASK;
+        if feature == uapi::VFIO_DEVICE_FEATURE_DMA_BUF {
+            if !check_feature(
+                flags,
+                argsz,
+                uapi::VFIO_DEVICE_FEATURE_GET,
+                DMA_BUF_HEADER_SIZE,
+            )? {
+                return Ok(0);
+            }
+            return export(dev, arg);
         }
-        if !check_feature(
-            flags,
-            argsz,
-            uapi::VFIO_DEVICE_FEATURE_GET,
-            DMA_BUF_HEADER_SIZE,
-        )? {
-            return Ok(0);
+        let set = flags & uapi::VFIO_DEVICE_FEATURE_SET != 0
+            && flags & uapi::VFIO_DEVICE_FEATURE_PROBE == 0;
+        match feature {
+            uapi::VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY
+            | uapi::VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP
+                if set =>
+            {
+                revoke::low_power_entry(dev, || dev.core().device_feature(flags, arg, argsz))
+            }
+            uapi::VFIO_DEVICE_FEATURE_LOW_POWER_EXIT if set => {
+                revoke::low_power_exit(dev, || dev.core().device_feature(flags, arg, argsz))
+            }
+            _ => dev.core().device_feature(flags, arg, argsz),
         }
-        export(dev, arg)
+    }
+
+    fn ioctl(dev: &Device<Self>, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            revoke::VFIO_DEVICE_RESET | revoke::VFIO_DEVICE_PCI_HOT_RESET => {
+                revoke::across_event(dev, || dev.core().ioctl(cmd, arg))
+            }
+            _ => dev.core().ioctl(cmd, arg),
+        }
+    }
+
+    fn write(dev: &Device<Self>, buf: UserPtr, count: usize, pos: &mut i64) -> Result<isize> {
+        match revoke::config_write_effect(dev.core(), buf, count, *pos) {
+            revoke::WriteEffect::Unsafe => {
+                revoke::across_event(dev, || dev.core().write(buf, count, pos))
+            }
+            revoke::WriteEffect::MaySettle => {
+                let ret = dev.core().write(buf, count, pos);
+                revoke::settle(dev);
+                ret
+            }
+            revoke::WriteEffect::None => dev.core().write(buf, count, pos),
+        }
     }
 }
 
@@ -203,12 +253,12 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
         let memory = dev.core().memory_lock_write();
         let mut exports = dev.exports.lock();
         let mut state = bar.state.lock();
-        // A buffer exported while memory decode is off or the device is in
-        // D3 starts revoked.
-        state.revoked = !memory.memory_enabled();
+        // A buffer exported while memory decode is off, the device is in D3
+        // or an event is in progress starts revoked.
+        state.revoked = !revoke::accessible(&exports, &memory);
         state.dmabuf = Some(buf.raw());
         drop(state);
-        exports.push(bar, GFP_KERNEL)?;
+        exports.list.push(bar, GFP_KERNEL)?;
     }
     buf.into_fd(open_flags)
 }
@@ -240,6 +290,13 @@ struct ExportedBar {
     /// Signalled when `mappings` drops to zero.
     #[pin]
     unmapped: CondVar,
+}
+
+impl ExportedBar {
+    /// A reference to the buffer's dma-buf, unless its release has begun.
+    fn dmabuf(&self) -> Option<dma_buf::DmaBufRef<ExportedBar>> {
+        self.state.lock().dmabuf.as_ref().and_then(|b| b.try_get())
+    }
 }
 
 impl Exporter for ExportedBar {
@@ -297,7 +354,7 @@ impl Exporter for ExportedBar {
     fn release(&self) {
         let device = self.state.lock().device.take();
         if let Some(device) = device {
-            device.exports.lock().retain(|e| !ptr::eq(&**e, self));
+            device.exports.lock().list.retain(|e| !ptr::eq(&**e, self));
         }
     }
 }

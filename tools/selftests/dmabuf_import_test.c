@@ -12,77 +12,8 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "dmabuf_test_importer.h"
 #include "kselftest_harness.h"
-#include "vfio_util.h"
-
-#define PAGE	4096ull
-
-static int export1(int device, uint32_t region, uint64_t off, uint64_t len)
-{
-	struct {
-		struct vfio_device_feature hdr;
-		struct vfio_device_feature_dma_buf get;
-		struct vfio_region_dma_range r[2];
-	} req = {
-		.hdr = {
-			.argsz = sizeof(req),
-			.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
-		},
-		.get = { .region_index = region, .open_flags = O_RDWR, .nr_ranges = 1 },
-		.r = { { off, len } },
-	};
-	int ret = ioctl(device, VFIO_DEVICE_FEATURE, &req);
-
-	return ret < 0 ? -errno : ret;
-}
-
-static int importer_open(const char *bdf, int dmabuf, uint32_t flags)
-{
-	struct importer_attach a = { .dmabuf_fd = dmabuf, .flags = flags };
-	int fd = open("/dev/dmabuf_test_importer", O_RDWR);
-
-	if (fd < 0)
-		return -errno;
-	snprintf(a.bdf, sizeof(a.bdf), "%s", bdf);
-	if (ioctl(fd, IMPORTER_ATTACH, &a)) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
-static int importer_map(int imp, struct importer_map *m)
-{
-	memset(m, 0, sizeof(*m));
-	return ioctl(imp, IMPORTER_MAP, m) ? -errno : 0;
-}
-
-static struct importer_status importer_status(int imp)
-{
-	struct importer_status st = {};
-
-	ioctl(imp, IMPORTER_STATUS, &st);
-	return st;
-}
-
-static uint64_t bar_start(const char *bdf, int bar)
-{
-	char buf[4096], *line = buf;
-	unsigned long long start = 0;
-
-	if (sysfs_read(bdf, "resource", buf, sizeof(buf)))
-		return 0;
-	for (int i = 0; i < bar && line; i++) {
-		line = strchr(line, '\n');
-		line = line ? line + 1 : NULL;
-	}
-	if (line)
-		sscanf(line, "%llx", &start);
-	return start;
-}
+#include "dmabuf_util.h"
 
 FIXTURE(import) {
 	struct vfio_handle h;
@@ -123,7 +54,7 @@ TEST_F(import, switch_peer_gets_bus_addresses)
 
 	buf = export1(self->h.device, 2, 8 * PAGE, 4 * PAGE);
 	ASSERT_GE(buf, 0);
-	imp = importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	imp = importer_open(self->importer, buf, IMPORTER_DYNAMIC_P2P);
 	ASSERT_GE(imp, 0);
 	ASSERT_EQ(0, importer_map(imp, &m));
 	EXPECT_EQ(1, m.nents);
@@ -148,7 +79,7 @@ TEST(root_bus_peer_cannot_map)
 	ASSERT_EQ(0, vfio_open_cdev(exporter, &h));
 	buf = export1(h.device, 2, 0, PAGE);
 	ASSERT_GE(buf, 0);
-	imp = importer_open(importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	imp = importer_open(importer, buf, IMPORTER_DYNAMIC_P2P);
 	ASSERT_GE(imp, 0);
 	EXPECT_EQ(-EINVAL, importer_map(imp, &m));
 	close(imp);
@@ -177,7 +108,7 @@ TEST_F(import, contiguous_ranges_merge)
 
 	buf = ioctl(self->h.device, VFIO_DEVICE_FEATURE, &req);
 	ASSERT_GE(buf, 0);
-	imp = importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	imp = importer_open(self->importer, buf, IMPORTER_DYNAMIC_P2P);
 	ASSERT_GE(imp, 0);
 	ASSERT_EQ(0, importer_map(imp, &m));
 	ASSERT_EQ(2, m.nents);
@@ -201,7 +132,7 @@ TEST_F(import, close_revokes_for_good)
 
 	buf = export1(self->h.device, 2, 0, 4 * PAGE);
 	ASSERT_GE(buf, 0);
-	imp = importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	imp = importer_open(self->importer, buf, IMPORTER_DYNAMIC_P2P);
 	ASSERT_GE(imp, 0);
 	ASSERT_EQ(0, importer_map(imp, &m));
 	ASSERT_EQ(1, importer_status(imp).mapped);
@@ -213,7 +144,7 @@ TEST_F(import, close_revokes_for_good)
 	EXPECT_EQ(1, st.unmaps);
 	EXPECT_EQ(0, st.mapped);
 	EXPECT_EQ(-ENODEV, importer_map(imp, &m));
-	EXPECT_EQ(-ENODEV, importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE));
+	EXPECT_EQ(-ENODEV, importer_open(self->importer, buf, IMPORTER_DYNAMIC_P2P));
 	close(imp);
 	close(buf);
 }
@@ -273,7 +204,7 @@ TEST_F(import, exported_with_memory_off_starts_revoked)
 	ASSERT_EQ(0, vfio_config_write(self->h.device, PCI_COMMAND, &cmd, 2));
 	buf = export1(self->h.device, 2, 0, PAGE);
 	ASSERT_GE(buf, 0);
-	EXPECT_EQ(-ENODEV, importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE));
+	EXPECT_EQ(-ENODEV, importer_open(self->importer, buf, IMPORTER_DYNAMIC_P2P));
 	close(buf);
 }
 
@@ -297,7 +228,7 @@ TEST_F(import, peer_dma_reads_the_bar)
 
 	buf = export1(self->h.device, 2, 4 * PAGE, 4 * PAGE);
 	ASSERT_GE(buf, 0);
-	imp = importer_open(self->importer, buf, IMPORTER_P2P | IMPORTER_REVOCABLE);
+	imp = importer_open(self->importer, buf, IMPORTER_DYNAMIC_P2P);
 	ASSERT_GE(imp, 0);
 	ASSERT_EQ(0, importer_map(imp, &m));
 	rd.offset = PAGE + 1024;

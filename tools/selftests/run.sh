@@ -13,9 +13,9 @@
 #   00:xx edu                      DMABUF_TEST_EDU (ours)
 #   00:xx edu                      DMABUF_TEST_IMP_EDU (test importer)
 #   00:xx ivshmem-plain, 1 GiB BAR DMABUF_TEST_IVSHMEM (ours; RAM not preallocated)
-#   root port -> virtio-rng (PCIe FLR + PM)     DMABUF_TEST_FLR (ours)
 #   root port -> switch -> edu                  DMABUF_TEST_SW_EDU (test importer)
 #                       -> ivshmem-plain (64M)  DMABUF_TEST_SW_IVSHMEM (ours)
+#                       -> virtio-rng (PCIe FLR + PM)  DMABUF_TEST_FLR (ours)
 # edu's DMA engine takes 64-bit addresses (dma_mask), so it can reach BARs.
 set -uo pipefail
 
@@ -37,12 +37,12 @@ QEMU_OPTS=(
 	-device edu,dma_mask=0xffffffffffffffff
 	-object memory-backend-ram,id=ivbig,size=1G
 	-device ivshmem-plain,memdev=ivbig
-	-device pcie-root-port,id=rp_flr,chassis=1,slot=1
-	-device virtio-rng-pci,bus=rp_flr,disable-legacy=on,x-pcie-flr-init=on,x-pcie-pm-init=on
 	-device pcie-root-port,id=rp_sw,chassis=2,slot=2
 	-device x3130-upstream,id=sw_up,bus=rp_sw
 	-device xio3130-downstream,id=sw_dn0,bus=sw_up,chassis=3,slot=0
 	-device xio3130-downstream,id=sw_dn1,bus=sw_up,chassis=4,slot=1
+	-device xio3130-downstream,id=sw_dn2,bus=sw_up,chassis=5,slot=2
+	-device virtio-rng-pci,bus=sw_dn2,disable-legacy=on,x-pcie-flr-init=on,x-pcie-pm-init=on
 	-device edu,bus=sw_dn0,dma_mask=0xffffffffffffffff
 	-object memory-backend-ram,id=ivsw,size=64M
 	-device ivshmem-plain,memdev=ivsw,bus=sw_dn1

@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Every event that makes a BAR unsafe revokes its dma-bufs, as the importer
+ * sees it: it is invalidated, gives its mapping back, cannot map while the
+ * event lasts, and maps (and reads by DMA) again once the device is usable.
+ *
+ * Exporters sit behind the same switch as the importing edu (SW_EDU):
+ * SW_IVSHMEM, and FLR, a virtio device with PCIe FLR and PCI PM.
+ */
+#include <pthread.h>
+
+#include "kselftest_harness.h"
+#include "dmabuf_util.h"
+
+#define VIRTIO_BAR	4
+#define PCI_EXP_DEVCTL_OFF	8
+
+FIXTURE(revoke) {
+	struct vfio_handle h;
+	int buf, imp;
+	const char *importer;
+};
+
+FIXTURE_VARIANT(revoke) {
+	const char *exporter;
+	int bar;
+};
+
+FIXTURE_VARIANT_ADD(revoke, ivshmem) {
+	.exporter = "SW_IVSHMEM",
+	.bar = 2,
+};
+
+FIXTURE_VARIANT_ADD(revoke, virtio) {
+	.exporter = "FLR",
+	.bar = VIRTIO_BAR,
+};
+
+FIXTURE_SETUP(revoke)
+{
+	const char *exporter = test_dev(variant->exporter);
+	struct importer_map m;
+
+	self->h = (struct vfio_handle){ -1, -1, -1, -1 };
+	self->buf = self->imp = -1;
+	self->importer = test_dev("SW_EDU");
+	ASSERT_NE(NULL, exporter);
+	ASSERT_NE(NULL, self->importer);
+	ASSERT_EQ(0, vfio_open_cdev(exporter, &self->h));
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	self->buf = export1(self->h.device, variant->bar, 0, 2 * PAGE);
+	ASSERT_GE(self->buf, 0);
+	self->imp = importer_open(self->importer, self->buf, IMPORTER_DYNAMIC_P2P);
+	ASSERT_GE(self->imp, 0);
+	ASSERT_EQ(0, importer_map(self->imp, &m));
+}
+
+FIXTURE_TEARDOWN(revoke)
+{
+	if (self->imp >= 0)
+		close(self->imp);
+	if (self->buf >= 0)
+		close(self->buf);
+	vfio_handle_close(&self->h);
+}
+
+/* The importer was told and gave its mapping back; mapping now fails. */
+static void expect_revoked(struct __test_metadata *_metadata, int imp,
+			   uint32_t invalidations)
+{
+	struct importer_status st = importer_status(imp);
+	struct importer_map m;
+
+	EXPECT_GE(st.invalidations, invalidations);
+	EXPECT_EQ(0, st.mapped);
+	EXPECT_EQ(1, st.unmaps);
+	EXPECT_EQ(-ENODEV, importer_map(imp, &m));
+}
+
+static void expect_usable(struct __test_metadata *_metadata, int imp)
+{
+	struct importer_map m;
+
+	ASSERT_EQ(0, importer_map(imp, &m));
+	EXPECT_EQ(2 * PAGE, m.total);
+}
+
+TEST_F(revoke, memory_disable_until_enabled_again)
+{
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 0));
+	expect_revoked(_metadata, self->imp, 1);
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	expect_usable(_metadata, self->imp);
+}
+
+/* Writing the command register without touching memory enable is no event. */
+TEST_F(revoke, command_write_keeping_memory_on_is_not_an_event)
+{
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	EXPECT_EQ(0, importer_status(self->imp).invalidations);
+	EXPECT_EQ(1, importer_status(self->imp).mapped);
+}
+
+TEST_F(revoke, low_power_until_exit)
+{
+	struct vfio_device_feature f = { .argsz = sizeof(f) };
+
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	expect_revoked(_metadata, self->imp, 1);
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	expect_usable(_metadata, self->imp);
+}
+
+TEST_F(revoke, device_reset)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_GET_INFO, &info));
+	if (!(info.flags & VFIO_DEVICE_FLAGS_RESET))
+		SKIP(return, "no reset method");
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_RESET));
+	EXPECT_GE(importer_status(self->imp).invalidations, 1);
+	EXPECT_EQ(1, importer_status(self->imp).unmaps);
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	expect_usable(_metadata, self->imp);
+}
+
+static int pm_ctrl_offset(int device)
+{
+	uint8_t pos, cap[2];
+
+	if (vfio_config_read(device, PCI_CAPABILITY_LIST, &pos, 1))
+		return -1;
+	while (pos) {
+		if (vfio_config_read(device, pos, cap, 2))
+			return -1;
+		if (cap[0] == PCI_CAP_ID_PM)
+			return pos + PCI_PM_CTRL;
+		pos = cap[1];
+	}
+	return -1;
+}
+
+TEST_F(revoke, d3hot_until_d0)
+{
+	int pmcsr = pm_ctrl_offset(self->h.device);
+	uint16_t ctrl;
+
+	if (pmcsr < 0)
+		SKIP(return, "no PM capability");
+	ASSERT_EQ(0, vfio_config_read(self->h.device, pmcsr, &ctrl, 2));
+	ctrl = (ctrl & ~PCI_PM_CTRL_STATE_MASK) | 3;
+	ASSERT_EQ(0, vfio_config_write(self->h.device, pmcsr, &ctrl, 2));
+	expect_revoked(_metadata, self->imp, 1);
+	ctrl &= ~PCI_PM_CTRL_STATE_MASK;
+	ASSERT_EQ(0, vfio_config_write(self->h.device, pmcsr, &ctrl, 2));
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	expect_usable(_metadata, self->imp);
+}
+
+static int pcie_cap_offset(int device)
+{
+	uint8_t pos, cap[2];
+
+	if (vfio_config_read(device, PCI_CAPABILITY_LIST, &pos, 1))
+		return -1;
+	while (pos) {
+		if (vfio_config_read(device, pos, cap, 2))
+			return -1;
+		if (cap[0] == PCI_CAP_ID_EXP)
+			return pos;
+		pos = cap[1];
+	}
+	return -1;
+}
+
+TEST_F(revoke, pcie_flr)
+{
+	int pcie = pcie_cap_offset(self->h.device);
+	uint16_t devctl;
+	uint32_t devcap;
+
+	if (pcie < 0)
+		SKIP(return, "not PCIe");
+	ASSERT_EQ(0, vfio_config_read(self->h.device, pcie + PCI_EXP_DEVCAP, &devcap, 4));
+	if (!(devcap & PCI_EXP_DEVCAP_FLR))
+		SKIP(return, "no FLR");
+	ASSERT_EQ(0, vfio_config_read(self->h.device, pcie + PCI_EXP_DEVCTL, &devctl, 2));
+	devctl |= PCI_EXP_DEVCTL_BCR_FLR;
+	ASSERT_EQ(0, vfio_config_write(self->h.device, pcie + PCI_EXP_DEVCTL, &devctl, 2));
+	EXPECT_GE(importer_status(self->imp).invalidations, 1);
+	EXPECT_EQ(1, importer_status(self->imp).unmaps);
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	expect_usable(_metadata, self->imp);
+}
+
+struct resetter {
+	int device;
+	volatile int done;
+};
+
+static void *reset_device(void *arg)
+{
+	struct resetter *r = arg;
+
+	ioctl(r->device, VFIO_DEVICE_RESET);
+	r->done = 1;
+	return NULL;
+}
+
+/* A reset does not touch the hardware until the importer unmapped. */
+TEST(reset_waits_for_importer)
+{
+	struct vfio_handle h;
+	struct importer_map m;
+	struct resetter r;
+	pthread_t thread;
+	int buf, imp;
+
+	ASSERT_EQ(0, vfio_open_cdev(test_dev("FLR"), &h));
+	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	buf = export1(h.device, VIRTIO_BAR, 0, PAGE);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(test_dev("SW_EDU"), buf, IMPORTER_DYNAMIC_P2P | IMPORTER_HOLD);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_map(imp, &m));
+
+	r = (struct resetter){ .device = h.device };
+	ASSERT_EQ(0, pthread_create(&thread, NULL, reset_device, &r));
+	for (int i = 0; i < 100 && !importer_status(imp).invalidations; i++)
+		usleep(10000);
+	usleep(300000);
+	EXPECT_EQ(0, r.done);
+	ASSERT_EQ(0, ioctl(imp, IMPORTER_UNMAP));
+	pthread_join(thread, NULL);
+	EXPECT_EQ(1, r.done);
+	close(imp);
+	close(buf);
+	vfio_handle_close(&h);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers of the dmabuf-vfio-pci selftests: exporting BAR ranges and
+ * driving the test importer (importer/dmabuf_test_importer.h).
+ */
+#ifndef DMABUF_UTIL_H
+#define DMABUF_UTIL_H
+
+#include "dmabuf_test_importer.h"
+#include "vfio_util.h"
+
+#define PAGE	4096ull
+#define IMPORTER_DYNAMIC_P2P	(IMPORTER_P2P | IMPORTER_REVOCABLE)
+
+static inline int export1(int device, uint32_t region, uint64_t off, uint64_t len)
+{
+	struct {
+		struct vfio_device_feature hdr;
+		struct vfio_device_feature_dma_buf get;
+		struct vfio_region_dma_range r[2];
+	} req = {
+		.hdr = {
+			.argsz = sizeof(req),
+			.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
+		},
+		.get = { .region_index = region, .open_flags = O_RDWR, .nr_ranges = 1 },
+		.r = { { off, len } },
+	};
+	int ret = ioctl(device, VFIO_DEVICE_FEATURE, &req);
+
+	return ret < 0 ? -errno : ret;
+}
+
+static inline int importer_open(const char *bdf, int dmabuf, uint32_t flags)
+{
+	struct importer_attach a = { .dmabuf_fd = dmabuf, .flags = flags };
+	int fd = open("/dev/dmabuf_test_importer", O_RDWR);
+
+	if (fd < 0)
+		return -errno;
+	snprintf(a.bdf, sizeof(a.bdf), "%s", bdf);
+	if (ioctl(fd, IMPORTER_ATTACH, &a)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static inline int importer_map(int imp, struct importer_map *m)
+{
+	memset(m, 0, sizeof(*m));
+	return ioctl(imp, IMPORTER_MAP, m) ? -errno : 0;
+}
+
+static inline struct importer_status importer_status(int imp)
+{
+	struct importer_status st = {};
+
+	ioctl(imp, IMPORTER_STATUS, &st);
+	return st;
+}
+
+static inline uint64_t bar_start(const char *bdf, int bar)
+{
+	char buf[4096], *line = buf;
+	unsigned long long start = 0;
+
+	if (sysfs_read(bdf, "resource", buf, sizeof(buf)))
+		return 0;
+	for (int i = 0; i < bar && line; i++) {
+		line = strchr(line, '\n');
+		line = line ? line + 1 : NULL;
+	}
+	if (line)
+		sscanf(line, "%llx", &start);
+	return start;
+}
+
+static inline int set_memory_enable(int device, int on)
+{
+	uint16_t cmd;
+	int ret = vfio_config_read(device, PCI_COMMAND, &cmd, 2);
+
+	if (ret)
+		return ret;
+	cmd = on ? cmd | PCI_COMMAND_MEMORY : cmd & ~PCI_COMMAND_MEMORY;
+	return vfio_config_write(device, PCI_COMMAND, &cmd, 2);
+}
+
+#endif /* DMABUF_UTIL_H */
