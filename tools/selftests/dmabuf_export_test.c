@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * VFIO_DEVICE_FEATURE_DMA_BUF as dmabuf-vfio-pci answers it: the in-tree
- * exporter's uAPI, errnos and lifetimes.  Needs the DMABUF_TEST_* devices of
- * guest.sh (ivshmem with a 1 GiB BAR2, edu with a 1 MiB BAR0).
+ * exporter's uAPI, errnos and lifetimes.  Every fixture test also runs
+ * against in-tree vfio-pci on an identical device (variant vfio_pci): both
+ * must agree, errno for errno.
  */
 #include <sys/resource.h>
 
@@ -81,9 +82,27 @@ FIXTURE(export) {
 	uint64_t bar_size;
 };
 
+FIXTURE_VARIANT(export) {
+	const char *role;	/* an ivshmem-plain device */
+	const char *driver;
+	const char *exp_name;
+};
+
+FIXTURE_VARIANT_ADD(export, ours) {
+	.role = "SW_IVSHMEM",
+	.driver = "dmabuf-vfio-pci",
+	.exp_name = "dmabuf-vfio-pci",
+};
+
+FIXTURE_VARIANT_ADD(export, vfio_pci) {
+	.role = "VFIO_IVSHMEM",
+	.driver = "vfio-pci",
+	.exp_name = "vfio_pci_core",
+};
+
 FIXTURE_SETUP(export)
 {
-	const char *bdf = test_dev("IVSHMEM");
+	const char *bdf = test_dev(variant->role);
 	struct vfio_region_info info;
 
 	self->h = (struct vfio_handle){ -1, -1, -1, -1 };
@@ -124,7 +143,8 @@ TEST_F(export, one_range_is_a_dma_buf_of_its_size)
 	ASSERT_GE(fd, 0);
 	EXPECT_EQ((long long)(8 * PAGE), fdinfo_field(fd, "size", NULL, 0));
 	fdinfo_field(fd, "exp_name", name, sizeof(name));
-	EXPECT_EQ(0, strncmp(name, "dmabuf-vfio-pci", 15)) TH_LOG("exp_name %s", name);
+	EXPECT_EQ(0, strncmp(name, variant->exp_name, strlen(variant->exp_name)))
+		TH_LOG("exp_name %s", name);
 	EXPECT_EQ(FD_CLOEXEC, fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	EXPECT_EQ(O_RDWR, fcntl(fd, F_GETFL) & O_ACCMODE);
 	close(fd);
@@ -268,7 +288,7 @@ TEST_F(export, fd_exhaustion_frees_once)
  */
 TEST_F(export, buffer_outlives_device_close_and_unbind)
 {
-	const char *bdf = test_dev("IVSHMEM");
+	const char *bdf = test_dev(variant->role);
 	struct vfio_region_dma_range r = { 0, 4 * PAGE };
 	char path[PATH_MAX], driver[64];
 	int fd, sysfs;
@@ -278,7 +298,8 @@ TEST_F(export, buffer_outlives_device_close_and_unbind)
 	vfio_handle_close(&self->h);
 	EXPECT_EQ((long long)(4 * PAGE), fdinfo_field(fd, "size", NULL, 0));
 
-	sysfs = open("/sys/bus/pci/drivers/dmabuf-vfio-pci/unbind", O_WRONLY);
+	snprintf(path, sizeof(path), "/sys/bus/pci/drivers/%s/unbind", variant->driver);
+	sysfs = open(path, O_WRONLY);
 	ASSERT_GE(sysfs, 0);
 	ASSERT_EQ((ssize_t)strlen(bdf), write(sysfs, bdf, strlen(bdf)));
 	close(sysfs);
@@ -292,7 +313,7 @@ TEST_F(export, buffer_outlives_device_close_and_unbind)
 	ASSERT_EQ((ssize_t)strlen(bdf), write(sysfs, bdf, strlen(bdf)));
 	close(sysfs);
 	ASSERT_EQ(0, sysfs_driver(bdf, driver, sizeof(driver)));
-	EXPECT_STREQ("dmabuf-vfio-pci", driver);
+	EXPECT_STREQ(variant->driver, driver);
 	snprintf(path, sizeof(path), SYSFS_PCI "/%s/vfio-dev", bdf);
 	EXPECT_EQ(0, access(path, F_OK));
 }

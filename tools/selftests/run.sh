@@ -16,6 +16,8 @@
 #   root port -> switch -> edu                  DMABUF_TEST_SW_EDU (test importer)
 #                       -> ivshmem-plain (64M)  DMABUF_TEST_SW_IVSHMEM (ours)
 #                       -> virtio-rng (PCIe FLR + PM)  DMABUF_TEST_FLR (ours)
+#                       -> ivshmem-plain (64M)  DMABUF_TEST_VFIO_IVSHMEM (in-tree
+#                          vfio-pci: the conformance reference)
 # edu's DMA engine takes 64-bit addresses (dma_mask), so it can reach BARs.
 set -uo pipefail
 
@@ -43,6 +45,9 @@ QEMU_OPTS=(
 	-device xio3130-downstream,id=sw_dn1,bus=sw_up,chassis=4,slot=1
 	-device xio3130-downstream,id=sw_dn2,bus=sw_up,chassis=5,slot=2
 	-device virtio-rng-pci,bus=sw_dn2,disable-legacy=on,x-pcie-flr-init=on,x-pcie-pm-init=on
+	-device xio3130-downstream,id=sw_dn3,bus=sw_up,chassis=6,slot=3
+	-object memory-backend-ram,id=ivvfio,size=64M
+	-device ivshmem-plain,memdev=ivvfio,bus=sw_dn3
 	-device edu,bus=sw_dn0,dma_mask=0xffffffffffffffff
 	-object memory-backend-ram,id=ivsw,size=64M
 	-device ivshmem-plain,memdev=ivsw,bus=sw_dn1
