@@ -81,7 +81,16 @@ TEST_F(import, switch_peer_gets_bus_addresses)
 	close(buf);
 }
 
-/* No common upstream bridge and no allowed host bridge: mapping fails. */
+/* The kernel agrees: a switch peer is reachable (distance 4 = 2 + 2 hops). */
+TEST_F(import, kernel_agrees_switch_peer_is_reachable)
+{
+	EXPECT_EQ(4, kernel_p2p_distance(self->exporter, self->importer));
+}
+
+/*
+ * No common upstream bridge and no allowed host bridge: mapping fails, and
+ * the kernel refuses the pair too.
+ */
 TEST(root_bus_peer_cannot_map)
 {
 	const char *exporter = test_dev("IVSHMEM");
@@ -98,6 +107,7 @@ TEST(root_bus_peer_cannot_map)
 	imp = importer_open(importer, buf, IMPORTER_DYNAMIC_P2P);
 	ASSERT_GE(imp, 0);
 	EXPECT_EQ(-EINVAL, importer_map(imp, &m));
+	EXPECT_EQ(-1, kernel_p2p_distance(exporter, importer));
 	close(imp);
 	close(buf);
 	vfio_handle_close(&h);

@@ -78,6 +78,21 @@ static inline uint64_t bar_start(const char *bdf, int bar)
 	return start;
 }
 
+/* The kernel's P2PDMA distance from @client to @provider (-1: refused). */
+static inline int kernel_p2p_distance(const char *provider, const char *client)
+{
+	struct importer_p2p_distance req = {};
+	int fd = open("/dev/dmabuf_test_importer", O_RDWR), ret;
+
+	if (fd < 0)
+		return -1000;
+	snprintf(req.provider, sizeof(req.provider), "%s", provider);
+	snprintf(req.client, sizeof(req.client), "%s", client);
+	ret = ioctl(fd, IMPORTER_P2P_DISTANCE, &req);
+	close(fd);
+	return ret ? -1000 : req.distance;
+}
+
 static inline int set_memory_enable(int device, int on)
 {
 	uint16_t cmd;

@@ -17,6 +17,7 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
+#include <linux/pci-p2pdma.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
@@ -287,6 +288,38 @@ out:
 	return ret;
 }
 
+static struct pci_dev *pci_dev_by_name(const char *name)
+{
+	unsigned int domain, bus, dev, fn;
+
+	if (sscanf(name, "%x:%x:%x.%x", &domain, &bus, &dev, &fn) != 4)
+		return NULL;
+	return pci_get_domain_bus_and_slot(domain, bus, PCI_DEVFN(dev, fn));
+}
+
+static int importer_p2p_distance(void __user *arg)
+{
+	struct importer_p2p_distance req;
+	struct pci_dev *provider, *client;
+	struct device *dev;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	req.provider[sizeof(req.provider) - 1] = '\0';
+	req.client[sizeof(req.client) - 1] = '\0';
+	provider = pci_dev_by_name(req.provider);
+	client = pci_dev_by_name(req.client);
+	if (provider && client) {
+		dev = &client->dev;
+		req.distance = pci_p2pdma_distance_many(provider, &dev, 1, false);
+	}
+	pci_dev_put(provider);
+	pci_dev_put(client);
+	if (!provider || !client)
+		return -ENODEV;
+	return copy_to_user(arg, &req, sizeof(req)) ? -EFAULT : 0;
+}
+
 static void importer_detach(struct importer *imp)
 {
 	if (!imp->attach)
@@ -329,6 +362,8 @@ static long importer_ioctl(struct file *file, unsigned int cmd,
 	case IMPORTER_DETACH:
 		importer_detach(imp);
 		return 0;
+	case IMPORTER_P2P_DISTANCE:
+		return importer_p2p_distance((void __user *)arg);
 	}
 	return -ENOTTY;
 }

@@ -51,11 +51,20 @@ struct importer_dma_read {
 	__u8 data[4096];	/* out */
 };
 
+/* The kernel's own P2P verdict for (provider, client): pci_p2pdma_distance(). */
+struct importer_p2p_distance {
+	char provider[16];
+	char client[16];
+	__s32 distance;		/* out: -1 when the kernel refuses */
+	__u32 pad;
+};
+
 #define IMPORTER_ATTACH		_IOW('I', 1, struct importer_attach)
 #define IMPORTER_MAP		_IOR('I', 2, struct importer_map)
 #define IMPORTER_UNMAP		_IO('I', 3)
 #define IMPORTER_STATUS		_IOR('I', 4, struct importer_status)
 #define IMPORTER_DMA_READ	_IOWR('I', 5, struct importer_dma_read)
 #define IMPORTER_DETACH		_IO('I', 6)
+#define IMPORTER_P2P_DISTANCE	_IOWR('I', 7, struct importer_p2p_distance)
 
 #endif /* DMABUF_TEST_IMPORTER_H */
