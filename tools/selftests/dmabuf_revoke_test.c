@@ -13,7 +13,6 @@
 #include "dmabuf_util.h"
 
 #define VIRTIO_BAR	4
-#define PCI_EXP_DEVCTL_OFF	8
 
 FIXTURE(revoke) {
 	struct vfio_handle h;
@@ -127,28 +126,13 @@ TEST_F(revoke, device_reset)
 	expect_usable(_metadata, self->imp);
 }
 
-static int pm_ctrl_offset(int device)
-{
-	uint8_t pos, cap[2];
-
-	if (vfio_config_read(device, PCI_CAPABILITY_LIST, &pos, 1))
-		return -1;
-	while (pos) {
-		if (vfio_config_read(device, pos, cap, 2))
-			return -1;
-		if (cap[0] == PCI_CAP_ID_PM)
-			return pos + PCI_PM_CTRL;
-		pos = cap[1];
-	}
-	return -1;
-}
-
 TEST_F(revoke, d3hot_until_d0)
 {
-	int pmcsr = pm_ctrl_offset(self->h.device);
+	int pm = vfio_find_cap(self->h.device, PCI_CAP_ID_PM);
+	int pmcsr = pm + PCI_PM_CTRL;
 	uint16_t ctrl;
 
-	if (pmcsr < 0)
+	if (pm < 0)
 		SKIP(return, "no PM capability");
 	ASSERT_EQ(0, vfio_config_read(self->h.device, pmcsr, &ctrl, 2));
 	ctrl = (ctrl & ~PCI_PM_CTRL_STATE_MASK) | 3;
@@ -160,25 +144,9 @@ TEST_F(revoke, d3hot_until_d0)
 	expect_usable(_metadata, self->imp);
 }
 
-static int pcie_cap_offset(int device)
-{
-	uint8_t pos, cap[2];
-
-	if (vfio_config_read(device, PCI_CAPABILITY_LIST, &pos, 1))
-		return -1;
-	while (pos) {
-		if (vfio_config_read(device, pos, cap, 2))
-			return -1;
-		if (cap[0] == PCI_CAP_ID_EXP)
-			return pos;
-		pos = cap[1];
-	}
-	return -1;
-}
-
 TEST_F(revoke, pcie_flr)
 {
-	int pcie = pcie_cap_offset(self->h.device);
+	int pcie = vfio_find_cap(self->h.device, PCI_CAP_ID_EXP);
 	uint16_t devctl;
 	uint32_t devcap;
 

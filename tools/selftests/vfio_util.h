@@ -266,4 +266,21 @@ static inline int vfio_config_write(int device, uint64_t off, const void *buf,
 		       0 : -EIO;
 }
 
+/* Config offset of standard capability @id as the user sees it, or -1. */
+static inline int vfio_find_cap(int device, uint8_t id)
+{
+	uint8_t pos, cap[2];
+
+	if (vfio_config_read(device, PCI_CAPABILITY_LIST, &pos, 1))
+		return -1;
+	while (pos) {
+		if (vfio_config_read(device, pos, cap, 2))
+			return -1;
+		if (cap[0] == id)
+			return pos;
+		pos = cap[1];
+	}
+	return -1;
+}
+
 #endif /* DMABUF_VFIO_UTIL_H */
