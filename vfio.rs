@@ -82,9 +82,8 @@ impl CoreDevice {
 
     /// The PCI function.
     pub(crate) fn pci(&self) -> &PciFunction {
-        // SAFETY: By the type invariant `pdev` was set by
-        // `vfio_pci_core_init_dev()`; the core device holds a reference to
-        // the PCI device until it is released.
+        // SAFETY: `pdev` is set by `vfio_pci_core_init_dev()` (type invariant) and
+        // the PCI device outlives the core device, which references it.
         unsafe { PciFunction::from_raw((*self.as_raw()).pdev) }
     }
 
@@ -95,9 +94,8 @@ impl CoreDevice {
         let Some(bar) = usize::try_from(bar).ok().filter(|&b| b < 6) else {
             return false;
         };
-        // SAFETY: By the type invariant the core device is valid; `barmap`
-        // is set up by `vfio_pci_core_enable()` and read here while the
-        // device is open (the caller is in a device-fd callback).
+        // SAFETY: The core device is valid (type invariant); callers are device-fd
+        // callbacks, so the device is open and `barmap` set up by the core.
         let map = unsafe { (*self.as_raw()).barmap[bar] };
         // SAFETY: `IS_ERR` only inspects the pointer value.
         !map.is_null() && !unsafe { kernel::bindings::IS_ERR(map.cast_const()) }
