@@ -23,16 +23,19 @@ FIXTURE(import) {
 /* The same importer, topology and requests against in-tree vfio-pci. */
 FIXTURE_VARIANT(import) {
 	const char *exporter;
+	const char *driver;
 	bool merges_ranges;
 };
 
 FIXTURE_VARIANT_ADD(import, ours) {
 	.exporter = "SW_IVSHMEM",
+	.driver = "dmabuf-vfio-pci",
 	.merges_ranges = true,
 };
 
 FIXTURE_VARIANT_ADD(import, vfio_pci) {
 	.exporter = "VFIO_IVSHMEM",
+	.driver = "vfio-pci",
 	.merges_ranges = false,
 };
 
@@ -227,6 +230,70 @@ TEST_F(import, revoke_waits_for_the_importer_to_unmap)
 	EXPECT_EQ(1, c.done);
 	close(imp);
 	close(buf);
+}
+
+struct unbinder {
+	const char *bdf, *driver;
+	volatile int done;
+};
+
+static void *unbind_device(void *arg)
+{
+	struct unbinder *u = arg;
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/drivers/%s/unbind", u->driver);
+	fd = open(path, O_WRONLY);
+	if (fd >= 0) {
+		write(fd, u->bdf, strlen(u->bdf));
+		close(fd);
+	}
+	u->done = 1;
+	return NULL;
+}
+
+/*
+ * Unbinding with a buffer exported and mapped: unbind waits for the user to
+ * close the device, which revokes the buffer for good; the importer is
+ * invalidated and cannot map; the device binds again afterwards.
+ */
+TEST_F(import, unbind_with_importer_attached)
+{
+	struct unbinder u = { .bdf = self->exporter, .driver = variant->driver };
+	struct importer_status st;
+	struct importer_map m;
+	char driver[64];
+	pthread_t thread;
+	int buf, imp, fd;
+
+	buf = export1(self->h.device, 2, 0, 4 * PAGE);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(self->importer, buf, IMPORTER_DYNAMIC_P2P);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_map(imp, &m));
+
+	ASSERT_EQ(0, pthread_create(&thread, NULL, unbind_device, &u));
+	usleep(500000);
+	EXPECT_EQ(0, u.done);		/* vfio asks the user to let go */
+	vfio_handle_close(&self->h);
+	pthread_join(thread, NULL);
+	ASSERT_EQ(0, sysfs_driver(self->exporter, driver, sizeof(driver)));
+	EXPECT_STREQ("", driver);
+
+	st = importer_status(imp);
+	EXPECT_EQ(1, st.invalidations);
+	EXPECT_EQ(0, st.mapped);
+	EXPECT_EQ(-ENODEV, importer_map(imp, &m));
+	close(imp);
+	close(buf);
+
+	fd = open("/sys/bus/pci/drivers_probe", O_WRONLY);
+	ASSERT_GE(fd, 0);
+	write(fd, self->exporter, strlen(self->exporter));
+	close(fd);
+	ASSERT_EQ(0, sysfs_driver(self->exporter, driver, sizeof(driver)));
+	EXPECT_STREQ(variant->driver, driver);
 }
 
 /* A buffer exported while memory decode is off starts revoked. */
