@@ -16,18 +16,31 @@ static const struct pci_device_id dmabuf_vfio_pci_table[] = {
 };
 MODULE_DEVICE_TABLE(pci, dmabuf_vfio_pci_table);
 
+/*
+ * vfio-pci-core's handlers have error_detected only; resets of the device
+ * that do not come through its fd (sysfs reset, a hot reset issued on a
+ * sibling's fd) reach the driver only through reset_prepare/reset_done.
+ */
+static struct pci_error_handlers dmabuf_vfio_err_handlers = {
+	.error_detected		= vfio_pci_core_aer_err_detected,
+};
+
 static struct pci_driver dmabuf_vfio_pci_driver = {
 	.name			= "dmabuf-vfio-pci",
 	.id_table		= dmabuf_vfio_pci_table,
-	.err_handler		= &vfio_pci_core_err_handlers,
+	.err_handler		= &dmabuf_vfio_err_handlers,
 	.driver_managed_dma	= true,
 };
 
 int dmabuf_vfio_register_driver(dmabuf_vfio_probe_fn probe,
-				dmabuf_vfio_remove_fn remove)
+				dmabuf_vfio_remove_fn remove,
+				dmabuf_vfio_reset_fn reset_prepare,
+				dmabuf_vfio_reset_fn reset_done)
 {
 	dmabuf_vfio_pci_driver.probe = probe;
 	dmabuf_vfio_pci_driver.remove = remove;
+	dmabuf_vfio_err_handlers.reset_prepare = reset_prepare;
+	dmabuf_vfio_err_handlers.reset_done = reset_done;
 	return pci_register_driver(&dmabuf_vfio_pci_driver);
 }
 

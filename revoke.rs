@@ -29,6 +29,7 @@
 //! | config write starting an AF FLR | `write` | revoke across the call, then settle |
 //! | `LOW_POWER_ENTRY` (with or without wakeup) | `device_feature` | revoke, stay revoked |
 //! | `LOW_POWER_EXIT` | `device_feature` | settle after the call (un-revoke) |
+//! | any function reset by the PCI core: sysfs `reset`, and inside the resets above | `err_handler.reset_prepare` / `reset_done` | revoke without `memory_lock`; settle if `memory_lock` is free, else the hook that started the reset settles |
 //!
 //! Lock order: the core's `memory_lock` → the device's export list → a
 //! dma-buf's reservation lock → the buffer's state.
@@ -133,6 +134,29 @@ pub(crate) fn across_event<R>(dev: &Device<DmabufVfioPci>, event: impl FnOnce() 
         sync(&exports, &memory);
     }
     ret
+}
+
+/// A function reset begins.  `memory_lock` may already be held by the
+/// caller (resets vfio starts hold it): revoking needs only the export
+/// list, the reservation locks and the buffers' state.
+pub(crate) fn reset_prepare(dev: &Device<DmabufVfioPci>) {
+    let mut exports = dev.exports.lock();
+    exports.in_progress += 1;
+    for bar in exports.list.iter() {
+        if let Some(buf) = bar.dmabuf() {
+            revoke(bar, &buf);
+        }
+    }
+}
+
+/// The function reset is done.  Settles the buffers when `memory_lock` is
+/// free (a reset nobody else drives, such as sysfs `reset`); otherwise the
+/// vfio path that holds it settles them once it releases it.
+pub(crate) fn reset_done(dev: &Device<DmabufVfioPci>) {
+    dev.exports.lock().in_progress -= 1;
+    if let Some(memory) = dev.core().try_memory_lock_write() {
+        sync(&dev.exports.lock(), &memory);
+    }
 }
 
 /// `LOW_POWER_ENTRY`: buffers stay revoked until `LOW_POWER_EXIT` or close.

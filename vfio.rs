@@ -110,6 +110,16 @@ impl CoreDevice {
         MemoryLockWrite(self)
     }
 
+    /// Takes `memory_lock` for writing unless someone holds it.
+    pub(crate) fn try_memory_lock_write(&self) -> Option<MemoryLockWrite<'_>> {
+        // SAFETY: By the type invariant the core device and its
+        // `memory_lock` are valid.
+        let locked = unsafe {
+            kernel::bindings::down_write_trylock(addr_of_mut!((*self.as_raw()).memory_lock))
+        };
+        (locked != 0).then_some(MemoryLockWrite(self))
+    }
+
     /// Takes a reference on the device's vfio registration, which makes
     /// unbinding wait until it is dropped.  Fails once unregistering began.
     pub(crate) fn try_get_registration<T: VariantDriver>(&self) -> Option<DeviceRegistration<T>> {
@@ -296,6 +306,14 @@ pub(crate) trait VariantDriver: Send + Sync + Sized + 'static {
     fn write(dev: &Device<Self>, buf: UserPtr, count: usize, pos: &mut i64) -> Result<isize> {
         dev.core().write(buf, count, pos)
     }
+
+    /// The PCI core is about to reset the function (`reset_prepare`).  The
+    /// core device's `memory_lock` is held by the caller on resets vfio
+    /// started and not held on others (sysfs `reset`): never take it here.
+    fn reset_prepare(_dev: &Device<Self>) {}
+
+    /// The reset announced by [`VariantDriver::reset_prepare`] is done.
+    fn reset_done(_dev: &Device<Self>) {}
 }
 
 /// The `vfio_device_ops` of a [`VariantDriver`].
@@ -472,7 +490,12 @@ impl<T: VariantDriver> Registration<T> {
         // SAFETY: Registration happens once, from module init; `Drop`
         // unregisters before the module (and these functions) go away.
         to_result(unsafe {
-            bindings::dmabuf_vfio_register_driver(Some(Self::probe), Some(Self::remove))
+            bindings::dmabuf_vfio_register_driver(
+                Some(Self::probe),
+                Some(Self::remove),
+                Some(Self::reset_prepare),
+                Some(Self::reset_done),
+            )
         })?;
         Ok(Self(PhantomData))
     }
@@ -505,6 +528,36 @@ impl<T: VariantDriver> Registration<T> {
             }
             Ok(0)
         })
+    }
+
+    /// The device [`Registration::probe`] bound to `pdev`.
+    ///
+    /// # Safety
+    ///
+    /// `pdev` must be bound to this driver (probe succeeded, remove not done).
+    unsafe fn bound_device<'a>(pdev: *mut kernel::bindings::pci_dev) -> &'a Device<T> {
+        // SAFETY: `probe` stored the `Device<T>` (its core device first) as
+        // drvdata, and it lives until `remove`.
+        unsafe {
+            &*kernel::bindings::dev_get_drvdata(addr_of_mut!((*pdev).dev)).cast::<Device<T>>()
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the PCI core as `err_handler.reset_prepare` for a device
+    /// bound to this driver, with the device lock held.
+    unsafe extern "C" fn reset_prepare(pdev: *mut kernel::bindings::pci_dev) {
+        // SAFETY: The device is bound while the PCI core holds its lock.
+        T::reset_prepare(unsafe { Self::bound_device(pdev) })
+    }
+
+    /// # Safety
+    ///
+    /// Called by the PCI core as `err_handler.reset_done`, as above.
+    unsafe extern "C" fn reset_done(pdev: *mut kernel::bindings::pci_dev) {
+        // SAFETY: The device is bound while the PCI core holds its lock.
+        T::reset_done(unsafe { Self::bound_device(pdev) })
     }
 
     /// # Safety

@@ -107,6 +107,14 @@ impl VariantDriver for DmabufVfioPci {
         }
     }
 
+    fn reset_prepare(dev: &Device<Self>) {
+        revoke::reset_prepare(dev);
+    }
+
+    fn reset_done(dev: &Device<Self>) {
+        revoke::reset_done(dev);
+    }
+
     fn ioctl(dev: &Device<Self>, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             revoke::VFIO_DEVICE_RESET | revoke::VFIO_DEVICE_PCI_HOT_RESET => {

@@ -20,9 +20,12 @@
 typedef int (*dmabuf_vfio_probe_fn)(struct pci_dev *pdev,
 				    const struct pci_device_id *id);
 typedef void (*dmabuf_vfio_remove_fn)(struct pci_dev *pdev);
+typedef void (*dmabuf_vfio_reset_fn)(struct pci_dev *pdev);
 
 int dmabuf_vfio_register_driver(dmabuf_vfio_probe_fn probe,
-				dmabuf_vfio_remove_fn remove);
+				dmabuf_vfio_remove_fn remove,
+				dmabuf_vfio_reset_fn reset_prepare,
+				dmabuf_vfio_reset_fn reset_done);
 void dmabuf_vfio_unregister_driver(void);
 
 void dmabuf_vfio_put_device(struct vfio_device *vdev);

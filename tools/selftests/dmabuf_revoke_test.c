@@ -164,6 +164,23 @@ TEST_F(revoke, pcie_flr)
 	expect_usable(_metadata, self->imp);
 }
 
+/* A reset the PCI core runs without vfio (sysfs "reset") revokes too. */
+TEST_F(revoke, sysfs_reset)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), SYSFS_PCI "/%s/reset", test_dev(variant->exporter));
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		SKIP(return, "no reset method");
+	ASSERT_EQ(1, write(fd, "1", 1));
+	close(fd);
+	EXPECT_GE(importer_status(self->imp).invalidations, 1);
+	EXPECT_EQ(1, importer_status(self->imp).unmaps);
+	expect_usable(_metadata, self->imp);
+}
+
 struct resetter {
 	int device;
 	volatile int done;
