@@ -153,7 +153,13 @@ pub(crate) fn reset_prepare(dev: &Device<DmabufVfioPci>) {
 /// free (a reset nobody else drives, such as sysfs `reset`); otherwise the
 /// vfio path that holds it settles them once it releases it.
 pub(crate) fn reset_done(dev: &Device<DmabufVfioPci>) {
-    dev.exports.lock().in_progress -= 1;
+    let mut exports = dev.exports.lock();
+    exports.in_progress = exports.in_progress.saturating_sub(1);
+    // Resets also run while the device is opened and closed, with no buffers.
+    if exports.list.is_empty() {
+        return;
+    }
+    drop(exports);
     if let Some(memory) = dev.core().try_memory_lock_write() {
         sync(&dev.exports.lock(), &memory);
     }

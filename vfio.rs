@@ -198,9 +198,18 @@ pub(crate) struct MemoryLockWrite<'a>(&'a CoreDevice);
 impl MemoryLockWrite<'_> {
     /// Whether the device decodes memory: memory enable set (as the user
     /// sees it) and not in D3.
+    ///
+    /// `false` while the device is not open: the core allocates the virtual
+    /// config space (`vconfig`) late in open and frees it early in close,
+    /// and resets run in both windows.
     pub(crate) fn memory_enabled(&self) -> bool {
-        // SAFETY: The core device is valid and its `memory_lock` is held, as
-        // the function requires.
+        // SAFETY: The core device is valid (type invariant); `vconfig` only
+        // changes under `memory_lock`, which is held.
+        if unsafe { (*self.0.as_raw()).vconfig }.is_null() {
+            return false;
+        }
+        // SAFETY: The core device is valid, its `memory_lock` is held, as the
+        // function requires, and its virtual config space exists.
         unsafe { bindings::__vfio_pci_memory_enabled(self.0.as_raw()) }
     }
 }

@@ -55,10 +55,10 @@ QEMU_OPTS=(
 
 start=$(date +%s)
 echo "[run] booting $(basename "$(dirname "$KDIR")") under TCG ($MODE)"
-timeout --foreground 1500 "$VNG" --run "$KDIR" --disable-microvm --disable-kvm \
+timeout --foreground 900 "$VNG" --run "$KDIR" --disable-microvm --disable-kvm \
 	--cpus 2 --memory 3G --rwdir="$RES" \
 	--qemu-opts="${QEMU_OPTS[*]}" \
-	--append "intel_iommu=on no5lvl panic_on_warn=0" \
+	--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5" \
 	--exec "$HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
 vng_rc=$?
 echo "[run] guest ran $(( $(date +%s) - start )) s (vng exit $vng_rc)"
