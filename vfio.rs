@@ -117,7 +117,8 @@ impl CoreDevice {
         let locked = unsafe {
             kernel::bindings::down_write_trylock(addr_of_mut!((*self.as_raw()).memory_lock))
         };
-        (locked != 0).then_some(MemoryLockWrite(self))
+        // The guard releases the lock on drop: build it only when locked.
+        (locked != 0).then(|| MemoryLockWrite(self))
     }
 
     /// Takes a reference on the device's vfio registration, which makes
