@@ -110,6 +110,14 @@ impl CoreDevice {
         MemoryLockWrite(self)
     }
 
+    /// Whether the device has a reset method (`VFIO_DEVICE_RESET` is refused
+    /// with `EINVAL` otherwise).
+    pub(crate) fn reset_works(&self) -> bool {
+        // SAFETY: By the type invariant the core device is valid; the flag is
+        // set once in `vfio_pci_core_enable()`, before any device-fd callback.
+        unsafe { bindings::vfio_pci_core_device::reset_works_raw(self.as_raw()) }
+    }
+
     /// Takes `memory_lock` for writing unless someone holds it.
     pub(crate) fn try_memory_lock_write(&self) -> Option<MemoryLockWrite<'_>> {
         // SAFETY: By the type invariant the core device and its

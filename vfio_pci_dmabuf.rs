@@ -117,6 +117,8 @@ impl VariantDriver for DmabufVfioPci {
 
     fn ioctl(dev: &Device<Self>, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
+            // Without a reset method the core refuses the reset and touches nothing.
+            revoke::VFIO_DEVICE_RESET if !dev.core().reset_works() => dev.core().ioctl(cmd, arg),
             revoke::VFIO_DEVICE_RESET | revoke::VFIO_DEVICE_PCI_HOT_RESET => {
                 revoke::across_event(dev, || dev.core().ioctl(cmd, arg))
             }

@@ -111,6 +111,11 @@ TEST(root_bus_peer_cannot_map)
 	ASSERT_GE(imp, 0);
 	EXPECT_EQ(-EINVAL, importer_map(imp, &m));
 	EXPECT_EQ(-1, kernel_p2p_distance(exporter, importer));
+
+	/* A refused reset (no reset method here) is no event, as in vfio-pci. */
+	EXPECT_EQ(-1, ioctl(h.device, VFIO_DEVICE_RESET));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0, importer_status(imp).invalidations);
 	close(imp);
 	close(buf);
 	vfio_handle_close(&h);
