@@ -18,7 +18,7 @@ use core::{
 use kernel::{
     device,
     error::{from_err_ptr, to_result},
-    ffi::c_int,
+    ffi::{c_int, c_void},
     prelude::*,
     sync::Arc,
     types::{ForeignOwnable, Opaque},
@@ -85,6 +85,23 @@ impl Attachment {
     pub(crate) fn revocable(&self) -> bool {
         // SAFETY: By the type invariant the attachment is valid.
         unsafe { kernel::bindings::dma_buf_attach_revocable(self.as_raw()) }
+    }
+
+    /// Stores a word of the exporter's own (`dma_buf_attachment.priv`).
+    ///
+    /// Only from [`Exporter::attach`]: the attachment is not yet visible to
+    /// anyone else then.
+    pub(crate) fn set_exporter_data(&self, data: usize) {
+        // SAFETY: By the type invariant the attachment is valid; `priv` is
+        // the exporter's field and nothing reads it concurrently during attach.
+        unsafe { (*self.as_raw()).priv_ = data as *mut c_void };
+    }
+
+    /// The word stored by [`Attachment::set_exporter_data`].
+    pub(crate) fn exporter_data(&self) -> usize {
+        // SAFETY: By the type invariant the attachment is valid; `priv` was
+        // written in attach, before the attachment could be mapped.
+        unsafe { (*self.as_raw()).priv_ as usize }
     }
 
     /// The importing device.

@@ -27,15 +27,30 @@ use kernel::{device, prelude::*};
 
 /// How an importing device reaches an exported BAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
 pub(crate) enum MapType {
     /// Through a common upstream switch: the importer uses the BAR's PCI bus
     /// address, without the IOMMU.
-    BusAddr,
+    BusAddr = 1,
     /// Up to the host bridge and back down: the importer needs a DMA-API
     /// mapping of the MMIO (an IOVA when it sits behind an IOMMU).
-    ThruHostBridge,
+    ThruHostBridge = 2,
     /// The platform cannot route the traffic; mapping fails.
-    NotSupported,
+    NotSupported = 3,
+}
+
+impl MapType {
+    /// The map type stored as a word (never zero).
+    pub(crate) fn to_word(self) -> usize {
+        self as usize
+    }
+
+    /// The map type [`MapType::to_word`] stored, if `word` is one.
+    pub(crate) fn from_word(word: usize) -> Option<Self> {
+        [Self::BusAddr, Self::ThruHostBridge, Self::NotSupported]
+            .into_iter()
+            .find(|t| t.to_word() == word)
+    }
 }
 
 /// One PCI function on a device's path to its root bus.

@@ -178,7 +178,7 @@ fn read_ranges(arg: UserPtr, nr_ranges: u32, bar: (u64, u64)) -> Result<(KVec<Ph
         .ok()
         .and_then(|n| n.checked_mul(DMA_RANGE_SIZE))
         .ok_or(EOVERFLOW)?;
-    let mut raw = KVec::with_capacity(bytes, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+    let mut raw = KVec::new();
     let ranges_ptr = UserPtr::from_addr(arg.as_const_ptr() as usize + DMA_BUF_HEADER_SIZE);
     UserSlice::new(ranges_ptr, bytes)
         .read_all(&mut raw, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
@@ -314,12 +314,18 @@ impl Exporter for ExportedBar {
         if !attachment.peer2peer() {
             return Err(EOPNOTSUPP);
         }
-        if self.state.lock().revoked {
-            return Err(ENODEV);
-        }
+        let state = self.state.lock();
+        let device = match (state.revoked, state.device.as_ref()) {
+            (false, Some(device)) => device,
+            _ => return Err(ENODEV),
+        };
         if !attachment.revocable() {
             return Err(EOPNOTSUPP);
         }
+        // The route cannot change while attached (the kernel caches it per
+        // importer too): decide it once here, not on every map.
+        let kind = p2pdma::importer_map_type(device.core().pci(), attachment.dev())?;
+        attachment.set_exporter_data(kind.to_word());
         Ok(())
     }
 
@@ -332,8 +338,7 @@ impl Exporter for ExportedBar {
         if state.revoked {
             return Err(ENODEV);
         }
-        let device = state.device.as_ref().ok_or(ENODEV)?;
-        let table = match p2pdma::importer_map_type(device.core().pci(), attachment.dev())? {
+        let table = match MapType::from_word(attachment.exporter_data()).ok_or(EINVAL)? {
             MapType::BusAddr => DmaTable::bus_addresses(attachment.dev(), &self.ranges, |p| {
                 self.provider.bus_addr(p)
             })?,
