@@ -29,17 +29,20 @@
 //! | config write starting an AF FLR | `write` | revoke across the call, then settle |
 //! | `LOW_POWER_ENTRY` (with or without wakeup) | `device_feature` | revoke, stay revoked |
 //! | `LOW_POWER_EXIT` | `device_feature` | settle after the call (un-revoke) |
-//! | any function reset by the PCI core: sysfs `reset`, and inside the resets above | `err_handler.reset_prepare` / `reset_done` | revoke without `memory_lock`; settle if `memory_lock` is free, else the hook that started the reset settles |
+//! | any function reset by the PCI core: sysfs `reset`, AER/DPC recovery, and inside the resets above | `err_handler.reset_prepare` / `reset_done` | revoke without `memory_lock`; settle if `memory_lock` is free, else from the module's workqueue once it is |
+//! | `VFIO_DEVICE_PCI_HOT_RESET` on a sibling's fd (same bus or slot) | `reset_prepare` / `reset_done` (vfio holds our `memory_lock`) | revoke; settle from the workqueue after vfio releases the lock |
 //!
 //! Lock order: the core's `memory_lock` → the device's export list → a
 //! dma-buf's reservation lock → the buffer's state.
 
 use crate::pci_ext::{PCI_CAP_ID_AF, PCI_COMMAND, PCI_COMMAND_MEMORY};
-use crate::vfio::{CoreDevice, Device, MemoryLockWrite};
-use crate::{dma_buf::DmaBufRef, DmabufVfioPci, ExportedBar, Exports};
+use crate::vfio::{CoreDevice, Device, DeviceRegistration, MemoryLockWrite};
+use crate::{dma_buf::DmaBufRef, wq, DmabufVfioPci, ExportedBar, Exports};
 use kernel::{
+    impl_has_work, new_work,
     prelude::*,
     uaccess::{UserPtr, UserSlice},
+    workqueue::{Work, WorkItem},
 };
 
 /// `VFIO_DEVICE_RESET`: `_IO(VFIO_TYPE, VFIO_BASE + 11)`.
@@ -149,9 +152,11 @@ pub(crate) fn reset_prepare(dev: &Device<DmabufVfioPci>) {
     }
 }
 
-/// The function reset is done.  Settles the buffers when `memory_lock` is
-/// free (a reset nobody else drives, such as sysfs `reset`); otherwise the
-/// vfio path that holds it settles them once it releases it.
+/// The function reset is done.  Settles the buffers now when `memory_lock`
+/// is free (a reset nobody else drives, such as sysfs `reset`).  Otherwise
+/// a vfio path holds it: our own reset ioctls settle when they return, but a
+/// hot reset issued through a sibling device's fd never calls us again, so
+/// a work item settles once that path lets go of the lock.
 pub(crate) fn reset_done(dev: &Device<DmabufVfioPci>) {
     let mut exports = dev.exports.lock();
     exports.in_progress = exports.in_progress.saturating_sub(1);
@@ -160,8 +165,57 @@ pub(crate) fn reset_done(dev: &Device<DmabufVfioPci>) {
         return;
     }
     drop(exports);
-    if let Some(memory) = dev.core().try_memory_lock_write() {
-        sync(&dev.exports.lock(), &memory);
+    match dev.core().try_memory_lock_write() {
+        Some(memory) => sync(&dev.exports.lock(), &memory),
+        None => settle_later(dev),
+    }
+}
+
+/// Settles a device's buffers from the module's workqueue.
+#[pin_data]
+struct DeferredSettle {
+    /// Keeps the device registered until the work ran.
+    dev: DeviceRegistration<DmabufVfioPci>,
+    #[pin]
+    work: Work<DeferredSettle>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for DeferredSettle { self.work }
+}
+
+impl WorkItem for DeferredSettle {
+    type Pointer = Pin<KBox<Self>>;
+
+    fn run(this: Pin<KBox<Self>>) {
+        // Blocks until the path holding `memory_lock` is done.
+        settle(&this.dev);
+    }
+}
+
+fn settle_later(dev: &Device<DmabufVfioPci>) {
+    // A device being unregistered was closed: its buffers are revoked for good.
+    let Some(registration) = dev.core().try_get_registration() else {
+        return;
+    };
+    let Some(queue) = wq::module_queue() else {
+        return;
+    };
+    let work = KBox::pin_init(
+        pin_init!(DeferredSettle {
+            dev: registration,
+            work <- new_work!("DeferredSettle::work"),
+        }),
+        GFP_KERNEL,
+    );
+    match work {
+        // A fresh work item cannot be queued already.
+        Ok(work) => {
+            let _ = queue.enqueue(work);
+        }
+        Err(_) => pr_warn!(
+            "no memory to settle buffers after a reset; they stay revoked until the next event\n"
+        ),
     }
 }
 

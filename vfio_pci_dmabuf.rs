@@ -24,6 +24,7 @@ mod p2pdma;
 mod pci_ext;
 mod revoke;
 mod vfio;
+mod wq;
 
 use dma_buf::{Attachment, DmaDirection, DmaTable, Exporter, PhysRange, RawDmaBuf};
 use p2pdma::MapType;
@@ -375,13 +376,17 @@ impl Exporter for ExportedBar {
 }
 
 struct DmabufVfioPciModule {
+    // Dropped first: unbinding every device ends the work they queue.
     _driver: Registration<DmabufVfioPci>,
+    _queue: wq::ModuleQueue,
 }
 
 impl kernel::Module for DmabufVfioPciModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        let queue = wq::ModuleQueue::new(c"dmabuf_vfio_pci")?;
         Ok(Self {
             _driver: Registration::new()?,
+            _queue: queue,
         })
     }
 }

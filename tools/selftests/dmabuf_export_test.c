@@ -105,7 +105,7 @@ FIXTURE_SETUP(export)
 	const char *bdf = test_dev(variant->role);
 	struct vfio_region_info info;
 
-	self->h = (struct vfio_handle){ -1, -1, -1, -1 };
+	self->h = (struct vfio_handle){ -1, -1, -1, -1, 0 };
 	ASSERT_NE(NULL, bdf);
 	ASSERT_EQ(0, vfio_open_cdev(bdf, &self->h));
 	ASSERT_EQ(0, vfio_region(self->h.device, 2, &info));

@@ -25,6 +25,7 @@ FIXTURE_VARIANT(import) {
 	const char *exporter;
 	const char *driver;
 	bool merges_ranges;
+	bool iommufd_maps;
 };
 
 FIXTURE_VARIANT_ADD(import, ours) {
@@ -37,6 +38,7 @@ FIXTURE_VARIANT_ADD(import, vfio_pci) {
 	.exporter = "VFIO_IVSHMEM",
 	.driver = "vfio-pci",
 	.merges_ranges = false,
+	.iommufd_maps = true,
 };
 
 FIXTURE_SETUP(import)
@@ -160,6 +162,71 @@ TEST_F(import, contiguous_ranges_merge)
 		EXPECT_EQ(start + PAGE, m.entries[1].addr);
 		EXPECT_EQ(start + 16 * PAGE, m.entries[2].addr);
 	}
+	close(imp);
+	close(buf);
+}
+
+/*
+ * A range over 4 GiB maps whole, split into entries below 4 GiB
+ * (ALIGN_DOWN(UINT_MAX, PAGE_SIZE)) that follow each other.
+ */
+TEST_F(import, range_over_4g_maps_whole)
+{
+	const uint64_t len = 6ull << 30, max_entry = 0xfffff000ull;
+	uint64_t size, next = bar_start(self->exporter, 2) + PAGE;
+	struct importer_map m;
+	int buf, imp;
+
+	ASSERT_EQ(0, sysfs_bar_size(self->exporter, 2, &size));
+	if (size < PAGE + len)
+		SKIP(return, "BAR 2 is %llu bytes", (unsigned long long)size);
+	buf = export1(self->h.device, 2, PAGE, len);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(self->importer, buf, IMPORTER_DYNAMIC_P2P);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_map(imp, &m));
+	EXPECT_EQ(len, m.total);
+	EXPECT_EQ(2, m.nents);
+	for (unsigned int i = 0; i < m.nents && i < IMPORTER_MAX_ENTRIES; i++) {
+		EXPECT_LE(m.entries[i].len, max_entry);
+		EXPECT_EQ(next, m.entries[i].addr);
+		next += m.entries[i].len;
+	}
+	close(imp);
+	close(buf);
+}
+
+/*
+ * IOMMU_IOAS_MAP_FILE maps only in-tree vfio-pci's dma-bufs: iommufd calls
+ * a function of that exporter, exported to it alone.  Ours gets a clean
+ * error, at once, and the buffer keeps serving other importers.
+ */
+TEST_F(import, iommufd_map_file)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	struct iommu_ioas_map_file map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+		.length = 4 * PAGE,
+	};
+	struct importer_map m;
+	int buf, imp, ret;
+
+	buf = export1(self->h.device, 2, 0, 4 * PAGE);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(0, ioctl(self->h.iommufd, IOMMU_IOAS_ALLOC, &alloc));
+	map.ioas_id = alloc.out_ioas_id;
+	map.fd = buf;
+	ret = ioctl(self->h.iommufd, IOMMU_IOAS_MAP_FILE, &map);
+	if (variant->iommufd_maps) {
+		EXPECT_EQ(0, ret);
+	} else {
+		EXPECT_EQ(-1, ret);
+		EXPECT_EQ(EOPNOTSUPP, errno);
+	}
+	imp = importer_open(self->importer, buf, IMPORTER_DYNAMIC_P2P);
+	ASSERT_GE(imp, 0);
+	EXPECT_EQ(0, importer_map(imp, &m));
 	close(imp);
 	close(buf);
 }

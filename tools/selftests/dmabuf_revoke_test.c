@@ -5,9 +5,13 @@
  * event lasts, and maps (and reads by DMA) again once the device is usable.
  *
  * Exporters sit behind the same switch as the importing edu (SW_EDU):
- * SW_IVSHMEM, and FLR, a virtio device with PCIe FLR and PCI PM.
+ * SW_IVSHMEM, and FLR, a virtio device with PCIe FLR and PCI PM.  Each is
+ * alone on its bus, so a hot reset of its bus is the user's to issue.
+ * SIB_IVSHMEM shares a bus with SIB_VFIO (bound to vfio-pci), whose hot
+ * reset resets ours too.
  */
 #include <pthread.h>
+#include <sys/eventfd.h>
 
 #include "kselftest_harness.h"
 #include "dmabuf_util.h"
@@ -40,7 +44,7 @@ FIXTURE_SETUP(revoke)
 	const char *exporter = test_dev(variant->exporter);
 	struct importer_map m;
 
-	self->h = (struct vfio_handle){ -1, -1, -1, -1 };
+	self->h = (struct vfio_handle){ -1, -1, -1, -1, 0 };
 	self->buf = self->imp = -1;
 	self->importer = test_dev("SW_EDU");
 	ASSERT_NE(NULL, exporter);
@@ -109,6 +113,40 @@ TEST_F(revoke, low_power_until_exit)
 	expect_revoked(_metadata, self->imp, 1);
 	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
 	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	expect_usable(_metadata, self->imp);
+}
+
+TEST_F(revoke, low_power_with_wakeup_until_exit)
+{
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_low_power_entry_with_wakeup w;
+	} req = { .f.argsz = sizeof(req) };
+	struct vfio_device_feature exit_req = { .argsz = sizeof(exit_req) };
+
+	req.w.wakeup_eventfd = eventfd(0, EFD_CLOEXEC);
+	ASSERT_GE(req.w.wakeup_eventfd, 0);
+	req.f.flags = VFIO_DEVICE_FEATURE_SET |
+		      VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &req));
+	expect_revoked(_metadata, self->imp, 1);
+	exit_req.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &exit_req));
+	expect_usable(_metadata, self->imp);
+	close(req.w.wakeup_eventfd);
+}
+
+/* Our device is alone on its bus: the user may reset the bus. */
+TEST_F(revoke, hot_reset_on_own_fd)
+{
+	struct vfio_pci_hot_reset reset = { .argsz = sizeof(reset) };
+	uint32_t before = importer_status(self->imp).invalidations;
+
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_PCI_HOT_RESET, &reset));
+	/* Revoked across the reset (one call), then given back (another). */
+	EXPECT_GE(importer_status(self->imp).invalidations, before + 2);
+	EXPECT_EQ(1, importer_status(self->imp).unmaps);
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
 	expect_usable(_metadata, self->imp);
 }
 
@@ -224,6 +262,48 @@ TEST(reset_waits_for_importer)
 	close(imp);
 	close(buf);
 	vfio_handle_close(&h);
+}
+
+/*
+ * A hot reset issued through the fd of a sibling on the same bus (bound to
+ * vfio-pci) resets our device as well: vfio holds our memory_lock across
+ * it and only the PCI core's reset_prepare/reset_done reach us.  The buffer
+ * is revoked during the reset and given back after it, without any call
+ * on our device's fd.  No importer can map across the root complex here
+ * (SW_EDU), so the importer tells "revoked" (ENODEV) from "not reachable"
+ * (EINVAL) and counts the invalidations.
+ */
+TEST(sibling_hot_reset_revokes_then_gives_back)
+{
+	struct vfio_pci_hot_reset reset = { .argsz = sizeof(reset) };
+	struct vfio_handle ours, sibling;
+	struct importer_map m;
+	int buf, imp, i;
+
+	ASSERT_NE(NULL, test_dev("SIB_IVSHMEM"));
+	ASSERT_NE(NULL, test_dev("SIB_VFIO"));
+	ASSERT_EQ(0, vfio_open_cdev(test_dev("SIB_IVSHMEM"), &ours));
+	ASSERT_EQ(0, vfio_open_cdev_in(test_dev("SIB_VFIO"), &ours, &sibling));
+	ASSERT_EQ(0, set_memory_enable(ours.device, 1));
+	buf = export1(ours.device, 2, 0, 2 * PAGE);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(test_dev("SW_EDU"), buf, IMPORTER_DYNAMIC_P2P);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(-EINVAL, importer_map(imp, &m));
+	ASSERT_EQ(0, importer_status(imp).invalidations);
+
+	ASSERT_EQ(0, ioctl(sibling.device, VFIO_DEVICE_PCI_HOT_RESET, &reset));
+	EXPECT_GE(importer_status(imp).invalidations, 1);
+	/* Given back from a work item once vfio releases memory_lock. */
+	for (i = 0; i < 200 && importer_status(imp).invalidations < 2; i++)
+		usleep(10000);
+	EXPECT_EQ(2, importer_status(imp).invalidations);
+	EXPECT_EQ(-EINVAL, importer_map(imp, &m));
+
+	close(imp);
+	close(buf);
+	vfio_handle_close(&sibling);
+	vfio_handle_close(&ours);
 }
 
 TEST_HARNESS_MAIN

@@ -5,7 +5,10 @@
 # dmabuf-vfio-pci, binds the test devices with driver_override, runs every
 # selftest and records one TAP line per test in $RES/results.tap.
 #
-#   guest.sh check|demo RESULTS_DIR
+#   guest.sh check|demo|amd RESULTS_DIR
+#
+# amd: the boot with an AMD Zen CPU model runs only the P2P topology tests;
+# its verdicts are named "amd/...".
 set -u
 
 MODE=$1
@@ -18,9 +21,11 @@ TAP=$RES/results.tap
 : >"$TAP"
 
 say() { printf '%s\n' "$*"; }
+PREFIX=
+[ "$MODE" = amd ] && PREFIX=amd/
 result() {	# ok|not ok, name, [detail]
-	say "$1 - $2${3:+ # $3}" >>"$TAP"
-	say "$1 - $2${3:+ # $3}"
+	say "$1 - $PREFIX$2${3:+ # $3}" >>"$TAP"
+	say "$1 - $PREFIX$2${3:+ # $3}"
 }
 check() {	# name, command...: one test from a command's exit status
 	local name=$1
@@ -60,14 +65,29 @@ kunit_results() {
 }
 kunit_results
 
-# Classifies the emulated devices: on the root bus or behind the switch.
+# Classifies the emulated devices: by the root port they sit under (the
+# multifunction topologies at fixed addresses), else on the root bus or
+# behind the switch.
 depth() { realpath "/sys/bus/pci/devices/$1" | awk -F/ '{print NF - 4}'; }
 declare -A DEV
 for d in /sys/bus/pci/devices/*; do
 	bdf=${d##*/}
 	id=$(cat "$d/vendor"):$(cat "$d/device")
+	port=$(basename "$(dirname "$(realpath "$d")")")
 	where=root
 	[ "$(depth "$bdf")" -gt 1 ] && where=switch
+	case "$port:$id" in
+	0000:00:18.0:0x1af4:0x1110) DEV[ACS_IVSHMEM]=$bdf; continue ;;
+	0000:00:18.0:0x1234:0x11e8) DEV[ACS_EDU]=$bdf; continue ;;
+	0000:00:19.0:0x1af4:0x1110) DEV[NOACS_IVSHMEM]=$bdf; continue ;;
+	0000:00:19.0:0x1234:0x11e8) DEV[NOACS_EDU]=$bdf; continue ;;
+	0000:00:1a.0:0x1af4:0x1110)
+		case $bdf in
+		*.0) DEV[SIB_IVSHMEM]=$bdf ;;
+		*) DEV[SIB_VFIO]=$bdf ;;
+		esac
+		continue ;;
+	esac
 	case "$id:$where" in
 	0x1234:0x11e8:root) if [ -z "${DEV[EDU]:-}" ]; then DEV[EDU]=$bdf; else DEV[IMP_EDU]=$bdf; fi ;;
 	0x1234:0x11e8:switch) DEV[SW_EDU]=$bdf ;;
@@ -97,15 +117,17 @@ identity_domain() {	# bdf
 insmod "$HERE/importer/dmabuf_test_importer.ko" || result "not ok" load_test_importer
 
 DEVICES=
-for role in EDU IVSHMEM FLR SW_IVSHMEM IMP_EDU SW_EDU VFIO_IVSHMEM; do
+ROLES="EDU IVSHMEM FLR SW_IVSHMEM IMP_EDU SW_EDU VFIO_IVSHMEM ACS_IVSHMEM ACS_EDU
+NOACS_IVSHMEM NOACS_EDU SIB_IVSHMEM SIB_VFIO"
+for role in $ROLES; do
 	bdf=${DEV[$role]:-}
 	[ -n "$bdf" ] || { result "not ok" "find_device_$role"; continue; }
 	export "DMABUF_TEST_$role=$bdf"
 	case $role in
-	VFIO_IVSHMEM) check "bind_$role" bind "$bdf" vfio-pci ;;
+	VFIO_IVSHMEM | SIB_VFIO) check "bind_$role" bind "$bdf" vfio-pci ;;
 	SW_EDU) check "identity_domain_$role" identity_domain "$bdf"
 		check "bind_$role" bind "$bdf" $IMPORTER ;;
-	IMP_EDU) check "bind_$role" bind "$bdf" $IMPORTER ;;
+	IMP_EDU | ACS_EDU | NOACS_EDU) check "bind_$role" bind "$bdf" $IMPORTER ;;
 	*) DEVICES="$DEVICES $bdf"; check "bind_$role" bind "$bdf" $DRIVER ;;
 	esac
 done
@@ -115,7 +137,7 @@ export DMABUF_TEST_DEVICES="${DEVICES# }"
 if [ "$MODE" = demo ]; then
 	say ""
 	say "== dmabuf-vfio-pci demo ($(uname -r)) =="
-	for role in EDU IVSHMEM FLR SW_IVSHMEM IMP_EDU SW_EDU VFIO_IVSHMEM; do
+	for role in $ROLES; do
 		bdf=${DEV[$role]:-}
 		[ -n "$bdf" ] || continue
 		d=/sys/bus/pci/devices/$bdf
@@ -143,8 +165,13 @@ if [ "$MODE" = demo ]; then
 fi
 
 # --- Selftest binaries --------------------------------------------------------
-if [ "$MODE" = check ]; then
-	for t in "$HERE"/*_test; do
+TESTS=()
+case $MODE in
+check) TESTS=("$HERE"/*_test) ;;
+amd) TESTS=("$HERE/dmabuf_topology_test") ;;
+esac
+if [ ${#TESTS[@]} -gt 0 ]; then
+	for t in "${TESTS[@]}"; do
 		name=$(basename "$t")
 		"$t" >"$RES/$name.log" 2>&1
 		# kselftest harness: "ok N fixture.variant.test [# SKIP ...]"

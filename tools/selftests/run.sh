@@ -14,11 +14,24 @@
 #   00:xx edu                      DMABUF_TEST_IMP_EDU (test importer)
 #   00:xx ivshmem-plain, 1 GiB BAR DMABUF_TEST_IVSHMEM (ours; RAM not preallocated)
 #   root port -> switch -> edu                  DMABUF_TEST_SW_EDU (test importer)
-#                       -> ivshmem-plain (64M)  DMABUF_TEST_SW_IVSHMEM (ours)
+#                       -> ivshmem-plain (8G)   DMABUF_TEST_SW_IVSHMEM (ours)
 #                       -> virtio-rng (PCIe FLR + PM)  DMABUF_TEST_FLR (ours)
-#                       -> ivshmem-plain (64M)  DMABUF_TEST_VFIO_IVSHMEM (in-tree
+#                       -> ivshmem-plain (8G)   DMABUF_TEST_VFIO_IVSHMEM (in-tree
 #                          vfio-pci: the conformance reference)
+#   root port 00:18.0 (ACS redirect on, as Linux sets it with an IOMMU)
+#                       -> .0 ivshmem-plain (64M) DMABUF_TEST_ACS_IVSHMEM (ours)
+#                       -> .1 edu                 DMABUF_TEST_ACS_EDU (test importer)
+#   root port 00:19.0 (ACS redirect off: pci=disable_acs_redir=)
+#                       -> .0 ivshmem-plain (64M) DMABUF_TEST_NOACS_IVSHMEM (ours)
+#                       -> .1 edu                 DMABUF_TEST_NOACS_EDU (test importer)
+#   root port 00:1a.0   -> .0 ivshmem-plain (64M) DMABUF_TEST_SIB_IVSHMEM (ours)
+#                       -> .1 ivshmem-plain (64M) DMABUF_TEST_SIB_VFIO (vfio-pci; its
+#                          hot reset resets ours too)
 # edu's DMA engine takes 64-bit addresses (dma_mask), so it can reach BARs.
+#
+#   run.sh --amd      boots with an AMD Zen CPU model (-cpu EPYC), where Linux
+#                     routes P2P through the host bridge, and runs only the
+#                     P2P topology tests (results in results-amd/)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,9 +39,13 @@ TOP=$(cd "$HERE/../.." && pwd)
 . "$TOP/scripts/env.sh"
 
 MODE=check
-[ "${1:-}" = --demo ] && MODE=demo
-KDIR=${KDIR:-$("$TOP/scripts/kernel.sh" --path)}
 RES=$HERE/results
+CPU=()
+case "${1:-}" in
+--demo) MODE=demo ;;
+--amd) MODE=amd RES=$HERE/results-amd CPU=(-cpu EPYC) ;;
+esac
+KDIR=${KDIR:-$("$TOP/scripts/kernel.sh" --path)}
 rm -rf "$RES"
 mkdir -p "$RES"
 
@@ -37,6 +54,7 @@ QEMU_OPTS=(
 	-device intel-iommu,intremap=on
 	-device edu,dma_mask=0xffffffffffffffff
 	-device edu,dma_mask=0xffffffffffffffff
+	"${CPU[@]}"
 	-object memory-backend-ram,id=ivbig,size=1G
 	-device ivshmem-plain,memdev=ivbig
 	-device pcie-root-port,id=rp_sw,chassis=2,slot=2
@@ -46,11 +64,24 @@ QEMU_OPTS=(
 	-device xio3130-downstream,id=sw_dn2,bus=sw_up,chassis=5,slot=2
 	-device virtio-rng-pci,bus=sw_dn2,disable-legacy=on,x-pcie-flr-init=on,x-pcie-pm-init=on
 	-device xio3130-downstream,id=sw_dn3,bus=sw_up,chassis=6,slot=3
-	-object memory-backend-ram,id=ivvfio,size=64M
+	-object memory-backend-ram,id=ivvfio,size=8G
 	-device ivshmem-plain,memdev=ivvfio,bus=sw_dn3
 	-device edu,bus=sw_dn0,dma_mask=0xffffffffffffffff
-	-object memory-backend-ram,id=ivsw,size=64M
+	-object memory-backend-ram,id=ivsw,size=8G
 	-device ivshmem-plain,memdev=ivsw,bus=sw_dn1
+	-device pcie-root-port,id=rp_acs,chassis=7,slot=7,addr=0x18
+	-object memory-backend-ram,id=ivacs,size=64M
+	-device ivshmem-plain,memdev=ivacs,bus=rp_acs,addr=0.0,multifunction=on
+	-device edu,bus=rp_acs,addr=0.1,dma_mask=0xffffffffffffffff
+	-device pcie-root-port,id=rp_noacs,chassis=8,slot=8,addr=0x19
+	-object memory-backend-ram,id=ivnoacs,size=64M
+	-device ivshmem-plain,memdev=ivnoacs,bus=rp_noacs,addr=0.0,multifunction=on
+	-device edu,bus=rp_noacs,addr=0.1,dma_mask=0xffffffffffffffff
+	-device pcie-root-port,id=rp_sib,chassis=9,slot=9,addr=0x1a
+	-object memory-backend-ram,id=ivsib0,size=64M
+	-device ivshmem-plain,memdev=ivsib0,bus=rp_sib,addr=0.0,multifunction=on
+	-object memory-backend-ram,id=ivsib1,size=64M
+	-device ivshmem-plain,memdev=ivsib1,bus=rp_sib,addr=0.1
 )
 
 start=$(date +%s)
@@ -58,7 +89,7 @@ echo "[run] booting $(basename "$(dirname "$KDIR")") under TCG ($MODE)"
 timeout --foreground 900 "$VNG" --run "$KDIR" --disable-microvm --disable-kvm \
 	--cpus 2 --memory 3G --rwdir="$RES" \
 	--qemu-opts="${QEMU_OPTS[*]}" \
-	--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5" \
+	--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0" \
 	--exec "$HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
 vng_rc=$?
 echo "[run] guest ran $(( $(date +%s) - start )) s (vng exit $vng_rc)"
@@ -98,8 +129,10 @@ fi
 # Every verdict of the run, for scripts/check.sh to count with the lint steps.
 {
 	grep -E '^(ok|not ok) - ' "$RES/results.tap" 2>/dev/null
-	[ -f "$RES/complete" ] || echo "not ok - guest finished"
-	if [ -z "$splats" ]; then echo "ok - guest kernel log clean"; else echo "not ok - guest kernel log clean"; fi
+	P=
+	[ "$MODE" = amd ] && P=amd/
+	[ -f "$RES/complete" ] || echo "not ok - ${P}guest finished"
+	if [ -z "$splats" ]; then echo "ok - ${P}guest kernel log clean"; else echo "not ok - ${P}guest kernel log clean"; fi
 } >"$RES/final.tap"
-[ "$MODE" = check ] && cat "$RES/final.tap"
+[ "$MODE" != demo ] && cat "$RES/final.tap"
 [ "$fail" = 0 ]

@@ -72,7 +72,7 @@ FIXTURE_VARIANT_ADD(vfio, group) {
 
 FIXTURE_SETUP(vfio)
 {
-	self->h = (struct vfio_handle){ -1, -1, -1, -1 };
+	self->h = (struct vfio_handle){ -1, -1, -1, -1, 0 };
 }
 
 FIXTURE_TEARDOWN(vfio)

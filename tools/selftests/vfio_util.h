@@ -111,6 +111,7 @@ struct vfio_handle {
 	int iommufd;	/* cdev path */
 	int container;	/* group path */
 	int group;
+	uint32_t ioas;	/* cdev path: the IOAS the device is attached to */
 };
 
 static inline void vfio_handle_close(struct vfio_handle *h)
@@ -126,8 +127,14 @@ static inline void vfio_handle_close(struct vfio_handle *h)
 	h->device = h->group = h->container = h->iommufd = -1;
 }
 
-/* Opens @bdf through /dev/vfio/devices/vfioN and iommufd, attached to an IOAS. */
-static inline int vfio_open_cdev(const char *bdf, struct vfio_handle *h)
+/*
+ * Opens @bdf through /dev/vfio/devices/vfioN, bound to the iommufd of
+ * @with and attached to its IOAS (devices of one IOMMU group must share
+ * one; devices bound to one iommufd may hot-reset each other), or to a new
+ * iommufd and IOAS when @with is NULL.
+ */
+static inline int vfio_open_cdev_in(const char *bdf, const struct vfio_handle *with,
+				    struct vfio_handle *h)
 {
 	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
 	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
@@ -137,7 +144,7 @@ static inline int vfio_open_cdev(const char *bdf, struct vfio_handle *h)
 	DIR *dir;
 	int err;
 
-	*h = (struct vfio_handle){ -1, -1, -1, -1 };
+	*h = (struct vfio_handle){ -1, -1, -1, -1, 0 };
 	snprintf(path, sizeof(path), SYSFS_PCI "/%s/vfio-dev", bdf);
 	dir = opendir(path);
 	if (!dir)
@@ -154,15 +161,17 @@ static inline int vfio_open_cdev(const char *bdf, struct vfio_handle *h)
 	h->device = open(path, O_RDWR);
 	if (h->device < 0)
 		goto fail;
-	h->iommufd = open("/dev/iommu", O_RDWR);
+	h->iommufd = with ? dup(with->iommufd) : open("/dev/iommu", O_RDWR);
 	if (h->iommufd < 0)
 		goto fail;
 	bind.iommufd = h->iommufd;
 	if (ioctl(h->device, VFIO_DEVICE_BIND_IOMMUFD, &bind))
 		goto fail;
-	if (ioctl(h->iommufd, IOMMU_IOAS_ALLOC, &alloc))
+	if (with)
+		alloc.out_ioas_id = with->ioas;
+	else if (ioctl(h->iommufd, IOMMU_IOAS_ALLOC, &alloc))
 		goto fail;
-	attach.pt_id = alloc.out_ioas_id;
+	h->ioas = attach.pt_id = alloc.out_ioas_id;
 	if (ioctl(h->device, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
 		goto fail;
 	return 0;
@@ -170,6 +179,12 @@ fail:
 	err = -errno;
 	vfio_handle_close(h);
 	return err;
+}
+
+/* Opens @bdf through /dev/vfio/devices/vfioN and a new iommufd. */
+static inline int vfio_open_cdev(const char *bdf, struct vfio_handle *h)
+{
+	return vfio_open_cdev_in(bdf, NULL, h);
 }
 
 /* Opens @bdf through its group and a type1 container. */
@@ -181,7 +196,7 @@ static inline int vfio_open_group(const char *bdf, struct vfio_handle *h)
 	ssize_t n;
 	int err;
 
-	*h = (struct vfio_handle){ -1, -1, -1, -1 };
+	*h = (struct vfio_handle){ -1, -1, -1, -1, 0 };
 	snprintf(path, sizeof(path), SYSFS_PCI "/%s/iommu_group", bdf);
 	n = readlink(path, target, sizeof(target) - 1);
 	if (n < 0)

@@ -450,6 +450,12 @@ static struct pci_driver edu_driver = {
 	.id_table = edu_ids,
 	.probe = edu_probe,
 	.remove = edu_remove,
+	/*
+	 * An edu that is a function of a multifunction device shares its
+	 * IOMMU group with the exporter's function; vfio may only own that
+	 * group when this driver does not claim the default DMA domain.
+	 */
+	.driver_managed_dma = true,
 };
 
 static int __init importer_init(void)
