@@ -9,7 +9,11 @@
 //! creates the dma-buf with an `Arc` of it as private data, which the
 //! dma-buf's release drops.  Raw dma-buf calls of the module live here.
 
-use crate::{pci_ext::raw_device, vfio::bindings};
+use crate::{
+    pci_ext::raw_device,
+    vfio::bindings,
+    vm::{Fault, FaultOutcome, MemAttr, NewVma},
+};
 use core::{
     marker::PhantomData,
     mem::ManuallyDrop,
@@ -18,7 +22,7 @@ use core::{
 use kernel::{
     device,
     error::{from_err_ptr, to_result},
-    ffi::{c_int, c_void},
+    ffi::{c_int, c_uint, c_void},
     prelude::*,
     sync::Arc,
     types::{ForeignOwnable, Opaque},
@@ -51,6 +55,16 @@ pub(crate) trait Exporter: Send + Sync + Sized + 'static {
 
     /// The dma-buf is being freed; the private data is dropped right after.
     fn release(&self);
+
+    /// A process maps the buffer (`dma_buf_ops.mmap`); the dma-buf core
+    /// checked the range against the buffer's size.  Returns how the CPU
+    /// maps it; the VMA is then a PFN map whose faults [`Exporter::fault`]
+    /// serves, and which [`DmaBufRef::zap_cpu_mappings`] empties.
+    fn mmap(&self, vma: &NewVma) -> Result<MemAttr>;
+
+    /// An access to a mapping of the buffer faulted; map `1 << order` pages
+    /// around it, or fall back to a smaller order.
+    fn fault(&self, fault: &Fault, order: u32) -> FaultOutcome;
 }
 
 /// A device's attachment to a dma-buf (`struct dma_buf_attachment`).
@@ -154,6 +168,41 @@ pub(crate) struct DmaBufRef<T: Exporter>(
 impl<T: Exporter> DmaBufRef<T> {
     fn as_raw(&self) -> *mut kernel::bindings::dma_buf {
         self.0.as_ptr()
+    }
+
+    /// The dma-buf behind file descriptor `fd`, if it is one of exporter `T`:
+    /// `EBADF` for no file, `EINVAL` for a file that is no dma-buf, `ENODEV`
+    /// for another exporter's dma-buf.
+    pub(crate) fn from_fd(fd: i32) -> Result<Self> {
+        // SAFETY: Any value is a valid argument; success returns a counted
+        // reference.
+        let raw = from_err_ptr(unsafe { kernel::bindings::dma_buf_get(fd) })?;
+        // INVARIANT: `dma_buf_get` took a reference on a valid dma-buf; it is
+        // dropped here unless the dma-buf is `T`'s.
+        let buf = Self(NonNull::new(raw).ok_or(EINVAL)?, PhantomData);
+        // SAFETY: The dma-buf is valid while referenced.
+        if !core::ptr::eq(unsafe { (*raw).ops }, ExporterOps::<T>::build()) {
+            return Err(ENODEV);
+        }
+        Ok(buf)
+    }
+
+    /// The exporter's data of the buffer.
+    pub(crate) fn data(&self) -> <Arc<T> as ForeignOwnable>::Borrowed<'_> {
+        // SAFETY: By the type invariant the dma-buf is `T`'s and referenced,
+        // so not released.
+        unsafe { ExporterOps::<T>::data(self.as_raw()) }
+    }
+
+    /// Removes every CPU mapping of the buffer from every process; the next
+    /// access faults into [`Exporter::fault`].
+    pub(crate) fn zap_cpu_mappings(&self) {
+        // SAFETY: The dma-buf and its file are valid while referenced;
+        // `holelen == 0` means up to the end, `even_cows` also removes private
+        // copies (there are none: mappings are shared).
+        unsafe {
+            kernel::bindings::unmap_mapping_range((*(*self.as_raw()).file).f_mapping, 0, 0, 1)
+        };
     }
 
     /// A non-counting handle, valid until the dma-buf is released.
@@ -267,6 +316,14 @@ impl<T: Exporter> ExporterOps<T> {
         map_dma_buf: Some(Self::map),
         unmap_dma_buf: Some(Self::unmap),
         release: Some(Self::release),
+        mmap: Some(Self::mmap),
+        ..pin_init::zeroed()
+    };
+
+    /// The operations of a CPU mapping of the buffer.
+    const VM_OPS: kernel::bindings::vm_operations_struct = kernel::bindings::vm_operations_struct {
+        fault: Some(Self::page_fault),
+        huge_fault: Some(Self::huge_fault),
         ..pin_init::zeroed()
     };
 
@@ -342,6 +399,54 @@ impl<T: Exporter> ExporterOps<T> {
         if let Some(sgt) = NonNull::new(sgt) {
             data.unmap(attachment, sgt, dir);
         }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core as `dma_buf_ops.mmap` for a live dma-buf of
+    /// this exporter, with a VMA being set up.
+    unsafe extern "C" fn mmap(
+        dmabuf: *mut kernel::bindings::dma_buf,
+        vma: *mut kernel::bindings::vm_area_struct,
+    ) -> c_int {
+        // SAFETY: Per the function's safety requirements.
+        let (data, vma) = unsafe { (Self::data(dmabuf), NewVma::from_raw(vma)) };
+        match data.mmap(vma) {
+            Ok(attr) => {
+                // SAFETY: The VMA maps the dma-buf's file and holds a
+                // reference on it until it goes away, so the dma-buf and its
+                // private data (`priv_`) outlive the VMA.
+                unsafe { vma.set_pfnmap(&Self::VM_OPS, (*dmabuf).priv_, attr) };
+                0
+            }
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the core MM as `vm_operations_struct.huge_fault` for a VMA
+    /// set up by `mmap`.
+    unsafe extern "C" fn huge_fault(
+        vmf: *mut kernel::bindings::vm_fault,
+        order: c_uint,
+    ) -> kernel::bindings::vm_fault_t {
+        // SAFETY: The fault is valid while handled.
+        let fault = unsafe { Fault::from_raw(vmf) };
+        // SAFETY: `mmap` set the VMA's private data to the dma-buf's `priv_`,
+        // alive as long as the VMA (see there).
+        let data = unsafe { Arc::<T>::borrow(fault.vma_data().cast()) };
+        data.fault(fault, order).into_raw()
+    }
+
+    /// # Safety
+    ///
+    /// As [`Self::huge_fault`], as `vm_operations_struct.fault`.
+    unsafe extern "C" fn page_fault(
+        vmf: *mut kernel::bindings::vm_fault,
+    ) -> kernel::bindings::vm_fault_t {
+        // SAFETY: Per the function's safety requirements.
+        unsafe { Self::huge_fault(vmf, 0) }
     }
 
     /// # Safety

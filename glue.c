@@ -3,6 +3,7 @@
  * dmabuf-vfio-pci: C glue for the Rust driver (see include/dmabuf_vfio_glue.h).
  */
 #include <linux/dma-mapping.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/vfio_pci_core.h>
@@ -16,13 +17,28 @@ static const struct pci_device_id dmabuf_vfio_pci_table[] = {
 };
 MODULE_DEVICE_TABLE(pci, dmabuf_vfio_pci_table);
 
+static dmabuf_vfio_reset_fn dmabuf_vfio_io_frozen;
+
+/*
+ * An uncorrectable error froze the link (or it failed for good): recovery
+ * resets the device below the driver without reset_prepare, so the driver
+ * is told first; vfio-pci-core then signals the user as usual.
+ */
+static pci_ers_result_t dmabuf_vfio_error_detected(struct pci_dev *pdev,
+						   pci_channel_state_t state)
+{
+	if (state != pci_channel_io_normal)
+		dmabuf_vfio_io_frozen(pdev);
+	return vfio_pci_core_aer_err_detected(pdev, state);
+}
+
 /*
  * vfio-pci-core's handlers have error_detected only; resets of the device
  * that do not come through its fd (sysfs reset, a hot reset issued on a
  * sibling's fd) reach the driver only through reset_prepare/reset_done.
  */
 static struct pci_error_handlers dmabuf_vfio_err_handlers = {
-	.error_detected		= vfio_pci_core_aer_err_detected,
+	.error_detected		= dmabuf_vfio_error_detected,
 };
 
 static struct pci_driver dmabuf_vfio_pci_driver = {
@@ -35,8 +51,10 @@ static struct pci_driver dmabuf_vfio_pci_driver = {
 int dmabuf_vfio_register_driver(dmabuf_vfio_probe_fn probe,
 				dmabuf_vfio_remove_fn remove,
 				dmabuf_vfio_reset_fn reset_prepare,
-				dmabuf_vfio_reset_fn reset_done)
+				dmabuf_vfio_reset_fn reset_done,
+				dmabuf_vfio_reset_fn io_frozen)
 {
+	dmabuf_vfio_io_frozen = io_frozen;
 	dmabuf_vfio_pci_driver.probe = probe;
 	dmabuf_vfio_pci_driver.remove = remove;
 	dmabuf_vfio_err_handlers.reset_prepare = reset_prepare;
@@ -116,4 +134,18 @@ bool dmabuf_vfio_dma_mapping_error(struct device *dev, dma_addr_t addr)
 bool dmabuf_vfio_dma_use_iova(struct dma_iova_state *state)
 {
 	return dma_use_iova(state);
+}
+
+void dmabuf_vfio_vma_set_pfnmap(struct vm_area_struct *vma,
+				const struct vm_operations_struct *ops,
+				void *data, bool write_combine)
+{
+	vma->vm_page_prot = write_combine ?
+		pgprot_writecombine(vma->vm_page_prot) :
+		pgprot_noncached(vma->vm_page_prot);
+	/* What vfio_pci_core_mmap() sets for the device fd's BAR mappings. */
+	vm_flags_set(vma, VM_ALLOW_ANY_UNCACHED | VM_IO | VM_PFNMAP |
+			  VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_private_data = data;
+	vma->vm_ops = ops;
 }

@@ -2,7 +2,185 @@
 
 //! CPU mappings of exported buffers.
 //!
-//! Owns, once the exporter lands: `mmap()` of a dma-buf, its `fault` and
-//! `huge_fault` handlers inserting the BAR's PFNs under the device's
-//! `memory_lock`, the zap of every mapping on revoke, and the mapping's
-//! memory attribute (uncached or write-combining).
+//! A process that holds only a dma-buf fd can `mmap()` it and reach exactly
+//! the BAR ranges of the buffer, never the rest of the device.  The mapping
+//! is a PFN map with the flags vfio-pci gives its own BAR mappings
+//! (`VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP`), so `get_user_pages()`
+//! refuses it: no `O_DIRECT` into it, no `process_vm_readv()`, no ptrace
+//! peeks.  Pages are inserted on fault, at PUD or PMD size where the range,
+//! the VMA and the PFN allow it (`huge_fault`), under the device's
+//! `memory_lock` held for reading and the buffer's state lock; revocation
+//! marks the buffer revoked under the state lock and then zaps every mapping
+//! of the dma-buf's file, so a fault either maps before the zap or sees the
+//! mark and gets `SIGBUS`.
+//!
+//! A mapping holds the dma-buf's file, which holds the buffer: it outlives
+//! closing the dma-buf fd.  It does not hold the device: once the device is
+//! closed (the buffer is then revoked for good) faults get `SIGBUS`, and a
+//! fault pins the device's vfio registration before it takes `memory_lock`.
+
+use crate::dma_buf::{DmaBufRef, PhysRange};
+use crate::vfio::{bindings as uapi, Device};
+use crate::vm::{Fault, FaultOutcome, MemAttr, NewVma};
+use crate::{DmabufVfioPci, ExportedBar};
+use kernel::{
+    page::{PAGE_SHIFT, PAGE_SIZE},
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// `dma_buf_ops.mmap`: `MAP_SHARED` only, within the buffer, not revoked.
+pub(crate) fn mmap(bar: &ExportedBar, vma: &NewVma) -> Result<MemAttr> {
+    if !vma.is_shared() {
+        return Err(EINVAL);
+    }
+    // The dma-buf core checked this already; a range past the end would
+    // fault into nothing, so refuse it here as well.
+    let end = (vma.pgoff() as u64)
+        .checked_add((vma.len() >> PAGE_SHIFT) as u64)
+        .ok_or(EINVAL)?;
+    if end > bar.size >> PAGE_SHIFT {
+        return Err(EINVAL);
+    }
+    let state = bar.state.lock();
+    if state.revoked {
+        return Err(ENODEV);
+    }
+    Ok(state.memattr)
+}
+
+/// The first PFN of the `pages` pages at page `pgoff` of a buffer made of
+/// `ranges`, if they are physically contiguous (inside one range).
+fn block_pfn(ranges: &[PhysRange], pgoff: u64, pages: u64) -> Option<u64> {
+    let mut offset = pgoff.checked_mul(PAGE_SIZE as u64)?;
+    let len = pages.checked_mul(PAGE_SIZE as u64)?;
+    for range in ranges {
+        if offset < range.len {
+            if len > range.len - offset {
+                return None;
+            }
+            return Some((range.paddr + offset) >> PAGE_SHIFT);
+        }
+        offset -= range.len;
+    }
+    None
+}
+
+/// `vm_operations_struct.fault` (order 0) and `.huge_fault`.
+pub(crate) fn fault(bar: &ExportedBar, fault: &Fault, order: u32) -> FaultOutcome {
+    let fallback = if order == 0 {
+        FaultOutcome::SIGBUS
+    } else {
+        FaultOutcome::FALLBACK
+    };
+    let size = PAGE_SIZE << order;
+    let base = fault.address() & !(size - 1);
+    let (start, end) = fault.vma_range();
+    if base < start || end - base < size {
+        return fallback;
+    }
+    let pgoff = fault.pgoff() - ((fault.address() - base) >> PAGE_SHIFT);
+    let pages = 1u64 << order;
+    let Some(pfn) = block_pfn(&bar.ranges, pgoff as u64, pages) else {
+        return fallback;
+    };
+    if pfn % pages != 0 {
+        return fallback;
+    }
+    let Ok(pfn) = usize::try_from(pfn) else {
+        return FaultOutcome::SIGBUS;
+    };
+
+    // Closed devices let go of their buffers: nothing to map then.
+    let Some(device) = bar.device_registration() else {
+        return FaultOutcome::SIGBUS;
+    };
+    let memory = device.core().memory_lock_read();
+    let state = bar.state.lock();
+    if state.revoked {
+        return FaultOutcome::SIGBUS;
+    }
+    memory.insert_pfn(fault, pfn, order)
+}
+
+/// `DMABUF_VFIO_PCI_FEATURE_MEMATTR`: sets (or gets) how later mappings of
+/// one of the device's buffers map it.
+pub(crate) fn memattr_feature(dev: &Device<DmabufVfioPci>, set: bool, arg: UserPtr) -> Result {
+    let mut request = UserSlice::new(arg, 8).reader();
+    let fd = request.read::<i32>()?;
+    let requested = request.read::<u32>()?;
+    let buf = DmaBufRef::<ExportedBar>::from_fd(fd)?;
+    let bar = buf.data();
+    if !bar.exported_by(dev) {
+        return Err(ENODEV);
+    }
+    if set {
+        bar.state.lock().memattr = match requested {
+            uapi::DMABUF_VFIO_PCI_MEMATTR_UNCACHED => MemAttr::Uncached,
+            uapi::DMABUF_VFIO_PCI_MEMATTR_WC => MemAttr::WriteCombining,
+            _ => return Err(ENOENT),
+        };
+        return Ok(());
+    }
+    let current = match bar.state.lock().memattr {
+        MemAttr::Uncached => uapi::DMABUF_VFIO_PCI_MEMATTR_UNCACHED,
+        MemAttr::WriteCombining => uapi::DMABUF_VFIO_PCI_MEMATTR_WC,
+    };
+    let memattr_field = UserPtr::from_addr(arg.as_const_ptr() as usize + 4);
+    UserSlice::new(memattr_field, 4).writer().write(&current)
+}
+
+#[kernel::macros::kunit_tests(dmabuf_vfio_pci_mmap)]
+mod tests {
+    use super::*;
+
+    const P: u64 = PAGE_SIZE as u64;
+    const MIB2: u64 = 2 << 20;
+
+    fn range(paddr: u64, len: u64) -> PhysRange {
+        PhysRange { paddr, len }
+    }
+
+    #[test]
+    fn page_in_second_range() {
+        let r = [range(0x1000_0000, 2 * P), range(0x2000_0000, 4 * P)];
+        assert_eq!(block_pfn(&r, 3, 1), Some((0x2000_0000 + P) >> PAGE_SHIFT));
+    }
+
+    #[test]
+    fn out_of_order_and_aliasing_ranges() {
+        let r = [
+            range(0x5000_0000, P),
+            range(0x1000_0000, P),
+            range(0x5000_0000, P),
+        ];
+        assert_eq!(block_pfn(&r, 0, 1), Some(0x5000_0000 >> PAGE_SHIFT));
+        assert_eq!(block_pfn(&r, 1, 1), Some(0x1000_0000 >> PAGE_SHIFT));
+        assert_eq!(block_pfn(&r, 2, 1), Some(0x5000_0000 >> PAGE_SHIFT));
+    }
+
+    #[test]
+    fn block_across_ranges_is_refused() {
+        // Physically adjacent but separate ranges are not merged here: the
+        // exporter merges contiguous ranges when it builds the buffer.
+        let r = [range(0, MIB2 / 2), range(MIB2 / 2, MIB2 / 2)];
+        assert_eq!(block_pfn(&r, 0, MIB2 / P), None);
+    }
+
+    #[test]
+    fn huge_block_inside_one_range() {
+        let r = [range(0x4000_0000, 4 * MIB2)];
+        assert_eq!(
+            block_pfn(&r, MIB2 / P, MIB2 / P),
+            Some((0x4000_0000 + MIB2) >> PAGE_SHIFT)
+        );
+    }
+
+    #[test]
+    fn past_the_end_is_refused() {
+        let r = [range(0, 2 * P)];
+        assert_eq!(block_pfn(&r, 2, 1), None);
+        assert_eq!(block_pfn(&r, 1, 2), None);
+        assert_eq!(block_pfn(&r, u64::MAX, 1), None);
+    }
+}

@@ -22,7 +22,7 @@
 //! | `VFIO_DEVICE_RESET` | `ioctl` | revoke across the call, then settle |
 //! | `VFIO_DEVICE_PCI_HOT_RESET` on this device's fd | `ioctl` | revoke across the call, then settle |
 //! | config write clearing `PCI_COMMAND` memory enable | `write` (peeks the written byte) | revoke across the call; stays revoked while disabled |
-//! | config write setting `PCI_COMMAND` memory enable | `write` | settle after the call (un-revoke) |
+//! | config write setting `PCI_COMMAND` memory enable | `write` | settle after the call (un-revoke; also ends a lost state, below: vfio restores lost BARs on this write) |
 //! | config write putting PMCSR in D1–D3hot | `write` | revoke across the call; stays revoked while in D3 |
 //! | config write putting PMCSR back in D0 | `write` | settle after the call (un-revoke) |
 //! | config write starting a PCIe FLR (`DEVCTL` bit 15) | `write` | revoke across the call, then settle |
@@ -31,6 +31,7 @@
 //! | `LOW_POWER_EXIT` | `device_feature` | settle after the call (un-revoke) |
 //! | any function reset by the PCI core: sysfs `reset`, AER/DPC recovery, and inside the resets above | `err_handler.reset_prepare` / `reset_done` | revoke without `memory_lock`; settle if `memory_lock` is free, else from the module's workqueue once it is |
 //! | `VFIO_DEVICE_PCI_HOT_RESET` on a sibling's fd (same bus or slot) | `reset_prepare` / `reset_done` (vfio holds our `memory_lock`) | revoke; settle from the workqueue after vfio releases the lock |
+//! | uncorrectable error freezing the link (AER fatal, DPC) or failing it | `err_handler.error_detected` (state not normal) | revoke; the recovery resets the device without restoring it, so buffers stay revoked until the user resets it through its fd or enables memory decode again |
 //!
 //! Lock order: the core's `memory_lock` → the device's export list → a
 //! dma-buf's reservation lock → the buffer's state.
@@ -66,10 +67,11 @@ const PCI_AF_CTRL_FLR: u8 = 0x01;
 
 /// Whether the device's buffers may be accessible now.
 pub(crate) fn accessible(exports: &Exports, memory: &MemoryLockWrite<'_>) -> bool {
-    exports.in_progress == 0 && !exports.low_power && memory.memory_enabled()
+    exports.in_progress == 0 && !exports.low_power && !exports.lost_state && memory.memory_enabled()
 }
 
-/// Revokes `bar`: afterwards no importer holds a mapping of it.
+/// Revokes `bar`: afterwards no importer holds a mapping of it, and no
+/// process a CPU mapping.
 fn revoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
     {
         let resv = buf.lock_resv();
@@ -79,6 +81,9 @@ fn revoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
         }
         state.revoked = true;
         drop(state);
+        // Faults check the mark under the state lock: every page mapped
+        // before it was set is removed here, none is mapped after.
+        buf.zap_cpu_mappings();
         resv.invalidate_mappings();
         resv.wait_idle();
     }
@@ -102,6 +107,13 @@ fn unrevoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
 
 /// Brings every buffer of the device in line with whether it is accessible.
 fn sync(exports: &Exports, memory: &MemoryLockWrite<'_>) {
+    // No buffers: the device may be closing, and vfio-pci-core frees the
+    // config space that `accessible` reads without taking `memory_lock`.
+    // With buffers listed it is open: closing drains the list under
+    // `memory_lock` before the core frees anything.
+    if exports.list.is_empty() {
+        return;
+    }
     let accessible = accessible(exports, memory);
     for bar in exports.list.iter() {
         // A buffer whose release began has no importers left.
@@ -137,6 +149,42 @@ pub(crate) fn across_event<R>(dev: &Device<DmabufVfioPci>, event: impl FnOnce() 
         sync(&exports, &memory);
     }
     ret
+}
+
+/// A reset the user asked for through the device fd (`VFIO_DEVICE_RESET`,
+/// `VFIO_DEVICE_PCI_HOT_RESET`): as [`across_event`]; a successful one also
+/// brings a device whose state an error recovery lost back to a known state.
+pub(crate) fn across_user_reset(
+    dev: &Device<DmabufVfioPci>,
+    reset: impl FnOnce() -> Result<isize>,
+) -> Result<isize> {
+    across_event(dev, || {
+        let ret = reset();
+        if ret.is_ok() {
+            dev.exports.lock().lost_state = false;
+        }
+        ret
+    })
+}
+
+/// The user enabled memory decode: vfio-pci-core restored BARs the device
+/// lost in the same write, so an error recovery's lost state is over.
+pub(crate) fn user_restored(dev: &Device<DmabufVfioPci>) {
+    dev.exports.lock().lost_state = false;
+}
+
+/// The link froze (or failed): revokes everything, without `memory_lock`
+/// (the device lock is held; vfio's resets take `memory_lock` first and
+/// then only try the device lock).  Recovery resets the device and restores
+/// nothing, so the buffers stay revoked past its end.
+pub(crate) fn io_frozen(dev: &Device<DmabufVfioPci>) {
+    let mut exports = dev.exports.lock();
+    exports.lost_state = true;
+    for bar in exports.list.iter() {
+        if let Some(buf) = bar.dmabuf() {
+            revoke(bar, &buf);
+        }
+    }
 }
 
 /// A function reset begins.  `memory_lock` may already be held by the
@@ -210,9 +258,7 @@ fn settle_later(dev: &Device<DmabufVfioPci>) {
     );
     match work {
         // A fresh work item cannot be queued already.
-        Ok(work) => {
-            let _ = queue.enqueue(work);
-        }
+        Ok(work) => queue.enqueue(work),
         Err(_) => pr_warn!(
             "no memory to settle buffers after a reset; they stay revoked until the next event\n"
         ),
@@ -257,6 +303,8 @@ pub(crate) fn release_all(dev: &Device<DmabufVfioPci>) {
     let _memory = dev.core().memory_lock_write();
     let mut exports = dev.exports.lock();
     exports.low_power = false;
+    // The next open resets the function and restores its state.
+    exports.lost_state = false;
     for bar in exports.list.drain_all() {
         if let Some(buf) = bar.dmabuf() {
             revoke(&bar, &buf);
@@ -266,12 +314,40 @@ pub(crate) fn release_all(dev: &Device<DmabufVfioPci>) {
     }
 }
 
+/// `DMABUF_VFIO_PCI_FEATURE_REVOKE`: revokes one of the device's buffers
+/// for good.  A buffer already revoked for a while (memory off, a reset) has
+/// no importer mappings left, so upgrading it waits for nothing.
+pub(crate) fn revoke_for_good(dev: &Device<DmabufVfioPci>, fd: i32) -> Result {
+    let buf = DmaBufRef::<ExportedBar>::from_fd(fd)?;
+    let bar = buf.data();
+    if !bar.exported_by(dev) {
+        return Err(ENODEV);
+    }
+    let _memory = dev.core().memory_lock_write();
+    let mut exports = dev.exports.lock();
+    if bar.state.lock().device.is_none() {
+        return Err(EBADFD);
+    }
+    revoke(&bar, &buf);
+    // Without its device the buffer never un-revokes and fails new maps.
+    let device = bar.state.lock().device.take();
+    exports
+        .list
+        .retain(|listed| !core::ptr::eq(&**listed, &*bar));
+    drop(exports);
+    drop(device);
+    Ok(())
+}
+
 /// What a write to the device fd does to BAR accessibility.
 pub(crate) enum WriteEffect {
     /// It may disable memory decode, power the device down or reset it.
     Unsafe,
     /// It touches a register that may make the BARs accessible again.
-    MaySettle,
+    MaySettle {
+        /// It sets `PCI_COMMAND` memory enable.
+        enables_memory: bool,
+    },
     /// Nothing that matters here.
     None,
 }
@@ -310,14 +386,20 @@ pub(crate) fn config_write_effect(
         if cmd & PCI_COMMAND_MEMORY == 0 {
             return WriteEffect::Unsafe;
         }
-        effect = WriteEffect::MaySettle;
+        effect = WriteEffect::MaySettle {
+            enables_memory: true,
+        };
     }
     if let Some(pm) = pci.pm_cap() {
         if let Some(ctrl) = written(pm + PCI_PM_CTRL) {
             if ctrl & PCI_PM_CTRL_STATE_MASK != 0 {
                 return WriteEffect::Unsafe;
             }
-            effect = WriteEffect::MaySettle;
+            if let WriteEffect::None = effect {
+                effect = WriteEffect::MaySettle {
+                    enables_memory: false,
+                };
+            }
         }
     }
     if let Some(pcie) = pci.pcie_cap() {

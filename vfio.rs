@@ -13,6 +13,7 @@
 //! as in-tree `vfio-pci` wires them.
 
 use crate::pci_ext::PciFunction;
+use crate::vm::{Fault, FaultOutcome};
 use core::{
     marker::PhantomData,
     mem::size_of,
@@ -108,6 +109,21 @@ impl CoreDevice {
         // `memory_lock` are valid.
         unsafe { kernel::bindings::down_write(addr_of_mut!((*self.as_raw()).memory_lock)) };
         MemoryLockWrite(self)
+    }
+
+    /// A number that identifies the device while it exists (its address);
+    /// only for comparisons.
+    pub(crate) fn id(&self) -> usize {
+        self.as_raw() as usize
+    }
+
+    /// Takes the device's `memory_lock` for reading, as page faults of BAR
+    /// mappings do: the device's memory state cannot change meanwhile.
+    pub(crate) fn memory_lock_read(&self) -> MemoryLockRead<'_> {
+        // SAFETY: By the type invariant the core device and its
+        // `memory_lock` are valid.
+        unsafe { kernel::bindings::down_read(addr_of_mut!((*self.as_raw()).memory_lock)) };
+        MemoryLockRead(self)
     }
 
     /// Whether the device has a reset method (`VFIO_DEVICE_RESET` is refused
@@ -223,6 +239,35 @@ impl MemoryLockWrite<'_> {
     }
 }
 
+/// The device's `memory_lock`, held for reading.
+pub(crate) struct MemoryLockRead<'a>(&'a CoreDevice);
+
+impl MemoryLockRead<'_> {
+    /// Maps `pfn` (and the `1 << order` pages after it) at the faulting
+    /// address, if the device decodes memory and is not in low power
+    /// (`vfio_pci_vmf_insert_pfn()`); otherwise the access gets `SIGBUS`.
+    /// Orders the architecture cannot map fall back.
+    pub(crate) fn insert_pfn(&self, fault: &Fault, pfn: usize, order: u32) -> FaultOutcome {
+        // SAFETY: The core device is valid (type invariant); `vconfig` only
+        // changes under `memory_lock`, which is held.
+        if unsafe { (*self.0.as_raw()).vconfig }.is_null() {
+            return FaultOutcome::SIGBUS;
+        }
+        // SAFETY: `memory_lock` is held for reading, the device's config
+        // space exists, and the fault is being handled.
+        FaultOutcome::from_raw(unsafe {
+            bindings::vfio_pci_vmf_insert_pfn(self.0.as_raw(), fault.as_raw(), pfn, order)
+        })
+    }
+}
+
+impl Drop for MemoryLockRead<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `memory_lock_read` took the lock.
+        unsafe { kernel::bindings::up_read(addr_of_mut!((*self.0.as_raw()).memory_lock)) };
+    }
+}
+
 impl Drop for MemoryLockWrite<'_> {
     fn drop(&mut self) {
         // SAFETY: `memory_lock_write` took the lock.
@@ -332,6 +377,12 @@ pub(crate) trait VariantDriver: Send + Sync + Sized + 'static {
 
     /// The reset announced by [`VariantDriver::reset_prepare`] is done.
     fn reset_done(_dev: &Device<Self>) {}
+
+    /// An uncorrectable error froze the device's link, or it failed for
+    /// good (AER, DPC): error recovery resets the device without
+    /// [`VariantDriver::reset_prepare`].  Called before vfio-pci-core
+    /// signals the user; `memory_lock` is not held.
+    fn io_frozen(_dev: &Device<Self>) {}
 }
 
 /// The `vfio_device_ops` of a [`VariantDriver`].
@@ -513,6 +564,7 @@ impl<T: VariantDriver> Registration<T> {
                 Some(Self::remove),
                 Some(Self::reset_prepare),
                 Some(Self::reset_done),
+                Some(Self::io_frozen),
             )
         })?;
         Ok(Self(PhantomData))
@@ -576,6 +628,15 @@ impl<T: VariantDriver> Registration<T> {
     unsafe extern "C" fn reset_done(pdev: *mut kernel::bindings::pci_dev) {
         // SAFETY: The device is bound while the PCI core holds its lock.
         T::reset_done(unsafe { Self::bound_device(pdev) })
+    }
+
+    /// # Safety
+    ///
+    /// Called by the glue's `err_handler.error_detected` for a device bound
+    /// to this driver whose link froze or failed, with the device lock held.
+    unsafe extern "C" fn io_frozen(pdev: *mut kernel::bindings::pci_dev) {
+        // SAFETY: The device is bound while the PCI core holds its lock.
+        T::io_frozen(unsafe { Self::bound_device(pdev) })
     }
 
     /// # Safety

@@ -24,12 +24,14 @@ mod p2pdma;
 mod pci_ext;
 mod revoke;
 mod vfio;
+mod vm;
 mod wq;
 
 use dma_buf::{Attachment, DmaDirection, DmaTable, Exporter, PhysRange, RawDmaBuf};
 use p2pdma::MapType;
 use pci_ext::P2pProvider;
 use vfio::{bindings as uapi, CoreDevice, Device, DeviceRegistration, Registration, VariantDriver};
+use vm::{Fault, FaultOutcome, MemAttr, NewVma};
 
 module! {
     type: DmabufVfioPciModule,
@@ -58,6 +60,9 @@ struct Exports {
     in_progress: u32,
     /// The user put the device in low power (`LOW_POWER_ENTRY`).
     low_power: bool,
+    /// An uncorrectable error froze the link; the recovery reset the device
+    /// and nobody restored it yet.
+    lost_state: bool,
 }
 
 impl VariantDriver for DmabufVfioPci {
@@ -69,6 +74,7 @@ impl VariantDriver for DmabufVfioPci {
                 list: KVec::new(),
                 in_progress: 0,
                 low_power: false,
+                lost_state: false,
             }),
         })
     }
@@ -104,6 +110,21 @@ impl VariantDriver for DmabufVfioPci {
             uapi::VFIO_DEVICE_FEATURE_LOW_POWER_EXIT if set => {
                 revoke::low_power_exit(dev, || dev.core().device_feature(flags, arg, argsz))
             }
+            uapi::DMABUF_VFIO_PCI_FEATURE_REVOKE => {
+                if !check_feature(flags, argsz, uapi::VFIO_DEVICE_FEATURE_SET, 4)? {
+                    return Ok(0);
+                }
+                let fd = UserSlice::new(arg, 4).reader().read::<i32>()?;
+                revoke::revoke_for_good(dev, fd).map(|()| 0)
+            }
+            uapi::DMABUF_VFIO_PCI_FEATURE_MEMATTR => {
+                let ops = uapi::VFIO_DEVICE_FEATURE_SET | uapi::VFIO_DEVICE_FEATURE_GET;
+                if !check_feature(flags, argsz, ops, 8)? {
+                    return Ok(0);
+                }
+                mmap::memattr_feature(dev, flags & uapi::VFIO_DEVICE_FEATURE_SET != 0, arg)
+                    .map(|()| 0)
+            }
             _ => dev.core().device_feature(flags, arg, argsz),
         }
     }
@@ -116,12 +137,16 @@ impl VariantDriver for DmabufVfioPci {
         revoke::reset_done(dev);
     }
 
+    fn io_frozen(dev: &Device<Self>) {
+        revoke::io_frozen(dev);
+    }
+
     fn ioctl(dev: &Device<Self>, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             // Without a reset method the core refuses the reset and touches nothing.
             revoke::VFIO_DEVICE_RESET if !dev.core().reset_works() => dev.core().ioctl(cmd, arg),
             revoke::VFIO_DEVICE_RESET | revoke::VFIO_DEVICE_PCI_HOT_RESET => {
-                revoke::across_event(dev, || dev.core().ioctl(cmd, arg))
+                revoke::across_user_reset(dev, || dev.core().ioctl(cmd, arg))
             }
             _ => dev.core().ioctl(cmd, arg),
         }
@@ -132,8 +157,11 @@ impl VariantDriver for DmabufVfioPci {
             revoke::WriteEffect::Unsafe => {
                 revoke::across_event(dev, || dev.core().write(buf, count, pos))
             }
-            revoke::WriteEffect::MaySettle => {
+            revoke::WriteEffect::MaySettle { enables_memory } => {
                 let ret = dev.core().write(buf, count, pos);
+                if enables_memory && ret.is_ok() {
+                    revoke::user_restored(dev);
+                }
                 revoke::settle(dev);
                 ret
             }
@@ -245,11 +273,13 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
             ranges,
             size,
             provider,
+            owner: dev.core().id(),
             state <- kernel::new_mutex!(BufferState {
                 revoked: false,
                 mappings: 0,
                 device: Some(registration),
                 dmabuf: None,
+                memattr: MemAttr::Uncached,
             }),
             unmapped <- kernel::new_condvar!(),
         }),
@@ -285,6 +315,8 @@ struct BufferState {
     device: Option<DeviceRegistration<DmabufVfioPci>>,
     /// The dma-buf, set once exported; valid while listed in the device.
     dmabuf: Option<RawDmaBuf<ExportedBar>>,
+    /// How new CPU mappings map the BAR.
+    memattr: MemAttr,
 }
 
 /// One exported dma-buf: ranges of one BAR.
@@ -296,6 +328,8 @@ struct ExportedBar {
     size: u64,
     /// The BAR's P2PDMA provider (PCI bus offset).
     provider: P2pProvider,
+    /// Identifies the exporting device ([`CoreDevice::id`]).
+    owner: usize,
     #[pin]
     state: Mutex<BufferState>,
     /// Signalled when `mappings` drops to zero.
@@ -307,6 +341,21 @@ impl ExportedBar {
     /// A reference to the buffer's dma-buf, unless its release has begun.
     fn dmabuf(&self) -> Option<dma_buf::DmaBufRef<ExportedBar>> {
         self.state.lock().dmabuf.as_ref().and_then(|b| b.try_get())
+    }
+
+    /// Pins the exporting device, unless it was closed (or the buffer
+    /// revoked for good).
+    fn device_registration(&self) -> Option<DeviceRegistration<DmabufVfioPci>> {
+        self.state
+            .lock()
+            .device
+            .as_ref()
+            .and_then(|d| d.core().try_get_registration())
+    }
+
+    /// Whether `dev` exported the buffer.
+    fn exported_by(&self, dev: &Device<DmabufVfioPci>) -> bool {
+        self.owner == dev.core().id()
     }
 }
 
@@ -365,6 +414,14 @@ impl Exporter for ExportedBar {
         if state.mappings == 0 {
             self.unmapped.notify_all();
         }
+    }
+
+    fn mmap(&self, vma: &NewVma) -> Result<MemAttr> {
+        mmap::mmap(self, vma)
+    }
+
+    fn fault(&self, fault: &Fault, order: u32) -> FaultOutcome {
+        mmap::fault(self, fault, order)
     }
 
     fn release(&self) {

@@ -36,7 +36,7 @@ impl ModuleQueue {
         // is a valid C string for it.
         let raw = unsafe {
             bindings::alloc_workqueue_noprof(
-                c"%s".as_ptr().cast(),
+                c"%s".as_char_ptr(),
                 bindings::wq_flags_WQ_UNBOUND,
                 0,
                 name.as_char_ptr(),

@@ -9,5 +9,6 @@
 #include <linux/vfio.h>
 #include <linux/vfio_pci_core.h>
 #include <uapi/linux/vfio.h>
+#include "uapi/linux/dmabuf_vfio_pci.h"
 
 #include "dmabuf_vfio_glue.h"

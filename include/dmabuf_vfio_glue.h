@@ -25,7 +25,8 @@ typedef void (*dmabuf_vfio_reset_fn)(struct pci_dev *pdev);
 int dmabuf_vfio_register_driver(dmabuf_vfio_probe_fn probe,
 				dmabuf_vfio_remove_fn remove,
 				dmabuf_vfio_reset_fn reset_prepare,
-				dmabuf_vfio_reset_fn reset_done);
+				dmabuf_vfio_reset_fn reset_done,
+				dmabuf_vfio_reset_fn io_frozen);
 void dmabuf_vfio_unregister_driver(void);
 
 void dmabuf_vfio_put_device(struct vfio_device *vdev);
@@ -45,5 +46,10 @@ struct pci_dev *dmabuf_vfio_to_pci_dev(struct device *dev);
 /* DMA mapping of MMIO for an importer. */
 bool dmabuf_vfio_dma_mapping_error(struct device *dev, dma_addr_t addr);
 bool dmabuf_vfio_dma_use_iova(struct dma_iova_state *state);
+
+/* CPU mappings of exported buffers (vm_flags_set() and pgprot_*() are inline). */
+void dmabuf_vfio_vma_set_pfnmap(struct vm_area_struct *vma,
+				const struct vm_operations_struct *ops,
+				void *data, bool write_combine);
 
 #endif /* DMABUF_VFIO_GLUE_H */

@@ -11,6 +11,11 @@ kdir=${1:?usage: check-kdir.sh KDIR}
 die() { echo "dmabuf-vfio-pci: KDIR=$kdir: $*" >&2; exit 1; }
 
 [ -f "$kdir/Makefile" ] || die "not a kernel build tree (no Makefile)"
+# A tree of scripts/kernel.sh's cache is usable once its build completed; a
+# second make in a tree being built corrupts it.
+if [ -f "$kdir/../key" ] && [ ! -f "$kdir/../complete" ]; then
+	die "is still being built by scripts/kernel.sh (run it, or wait for it)"
+fi
 [ -f "$kdir/.config" ] || die "not configured (no .config)"
 for sym in CONFIG_RUST=y CONFIG_PCI_P2PDMA=y CONFIG_DMA_SHARED_BUFFER=y; do
 	grep -qx "$sym" "$kdir/.config" || die "needs $sym"

@@ -34,6 +34,13 @@ fi
 
 log() { printf '[kernel] %s\n' "$*" >&2; }
 
+# One build per tree: a second make in a tree being built corrupts it.
+if [ ! -f "$ktree/complete" ]; then
+	mkdir -p "$(dirname "$ktree")"
+	exec 9>"$ktree.lock"
+	flock -n 9 || { log "waiting for another build of $ktree"; flock 9; }
+fi
+
 if [ -f "$ktree/complete" ]; then
 	log "reusing cached kernel $kdir"
 	echo "$kdir"

@@ -306,4 +306,95 @@ TEST(sibling_hot_reset_revokes_then_gives_back)
 	vfio_handle_close(&ours);
 }
 
+/* drivers/pci/pcie/aer_inject.c's request. */
+struct aer_error_inj {
+	uint8_t bus, dev, fn;
+	uint32_t uncor_status, cor_status;
+	uint32_t header_log[4];
+	uint32_t domain;
+};
+
+/* Waits for the kernel log line that ends an error recovery. */
+static const char *wait_recovery(int kmsg)
+{
+	char rec[1024];
+
+	for (int i = 0; i < 1000; i++) {
+		ssize_t n = read(kmsg, rec, sizeof(rec) - 1);
+
+		if (n < 0) {
+			usleep(10000);
+			continue;
+		}
+		rec[n] = '\0';
+		if (strstr(rec, "device recovery successful"))
+			return "successful";
+		if (strstr(rec, "device recovery failed"))
+			return "failed";
+	}
+	return "timed out";
+}
+
+/*
+ * A fatal uncorrectable error (AER): the link is frozen and reset by the
+ * recovery without reset_prepare, and nothing restores the device.  The
+ * importer is cut off from error_detected on and stays cut off after the
+ * recovery, until the user enables memory decode again (vfio restores the
+ * lost BARs on that write).
+ */
+TEST(aer_fatal_error_revokes_until_the_user_restores)
+{
+	const char *bdf = test_dev("FLR");
+	struct aer_error_inj einj = {
+		.uncor_status = PCI_ERR_UNC_MALF_TLP,	/* fatal by default */
+	};
+	unsigned int domain, bus, dev, fn;
+	struct importer_map m;
+	struct vfio_handle h;
+	int buf, imp, inj, kmsg;
+
+	ASSERT_NE(NULL, bdf);
+	inj = open("/dev/aer_inject", O_WRONLY);
+	if (inj < 0)
+		SKIP(return, "no aer_inject");
+	ASSERT_EQ(4, sscanf(bdf, "%x:%x:%x.%x", &domain, &bus, &dev, &fn));
+	einj.domain = domain;
+	einj.bus = bus;
+	einj.dev = dev;
+	einj.fn = fn;
+
+	ASSERT_EQ(0, vfio_open_cdev(bdf, &h));
+	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	buf = export1(h.device, VIRTIO_BAR, 0, 2 * PAGE);
+	ASSERT_GE(buf, 0);
+	imp = importer_open(test_dev("SW_EDU"), buf, IMPORTER_DYNAMIC_P2P);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_map(imp, &m));
+
+	kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	ASSERT_GE(kmsg, 0);
+	lseek(kmsg, 0, SEEK_END);
+	ASSERT_EQ(sizeof(einj), write(inj, &einj, sizeof(einj))) {
+		TH_LOG("aer_inject: %s", strerror(errno));
+	}
+	ASSERT_STREQ("successful", wait_recovery(kmsg));
+	/*
+	 * aer_inject leaves its config accessors on the bus, and they take a
+	 * spinlock inside the raw pci_lock that user config accesses (vfio's)
+	 * hold: lockdep's "Invalid wait context".  Unload it first.
+	 */
+	ASSERT_EQ(0, system("modprobe -r aer_inject"));
+
+	expect_revoked(_metadata, imp, 1);
+	EXPECT_EQ(-ENODEV, importer_map(imp, &m));	/* still, after recovery */
+	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	expect_usable(_metadata, imp);
+
+	close(kmsg);
+	close(inj);
+	close(imp);
+	close(buf);
+	vfio_handle_close(&h);
+}
+
 TEST_HARNESS_MAIN

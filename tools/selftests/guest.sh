@@ -44,6 +44,8 @@ KMEMLEAK=/sys/kernel/debug/kmemleak
 
 # --- Load and bind --------------------------------------------------------
 modprobe -a iommufd vfio vfio_iommu_type1 vfio-pci-core vfio-pci || say "modprobe failed"
+# aer_inject lets dmabuf_revoke_test drive an AER recovery (absent: that test skips).
+modprobe aer_inject 2>/dev/null
 insmod "$KO" || { result "not ok" load_module; exit 0; }
 
 # KUnit suites of the module ran at load; one verdict per test case.

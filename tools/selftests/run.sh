@@ -15,7 +15,7 @@
 #   00:xx ivshmem-plain, 1 GiB BAR DMABUF_TEST_IVSHMEM (ours; RAM not preallocated)
 #   root port -> switch -> edu                  DMABUF_TEST_SW_EDU (test importer)
 #                       -> ivshmem-plain (8G)   DMABUF_TEST_SW_IVSHMEM (ours)
-#                       -> virtio-rng (PCIe FLR + PM)  DMABUF_TEST_FLR (ours)
+#                       -> virtio-rng (PCIe FLR + PM + AER)  DMABUF_TEST_FLR (ours)
 #                       -> ivshmem-plain (8G)   DMABUF_TEST_VFIO_IVSHMEM (in-tree
 #                          vfio-pci: the conformance reference)
 #   root port 00:18.0 (ACS redirect on, as Linux sets it with an IOMMU)
@@ -62,7 +62,7 @@ QEMU_OPTS=(
 	-device xio3130-downstream,id=sw_dn0,bus=sw_up,chassis=3,slot=0
 	-device xio3130-downstream,id=sw_dn1,bus=sw_up,chassis=4,slot=1
 	-device xio3130-downstream,id=sw_dn2,bus=sw_up,chassis=5,slot=2
-	-device virtio-rng-pci,bus=sw_dn2,disable-legacy=on,x-pcie-flr-init=on,x-pcie-pm-init=on
+	-device virtio-rng-pci,bus=sw_dn2,disable-legacy=on,x-pcie-flr-init=on,x-pcie-pm-init=on,aer=on
 	-device xio3130-downstream,id=sw_dn3,bus=sw_up,chassis=6,slot=3
 	-object memory-backend-ram,id=ivvfio,size=8G
 	-device ivshmem-plain,memdev=ivvfio,bus=sw_dn3

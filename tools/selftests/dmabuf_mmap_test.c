@@ -1,0 +1,699 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mmap() of dmabuf-vfio-pci buffers: what a process holding only a dma-buf
+ * fd sees through its mapping, and how revocation cuts it off (SIGBUS)
+ * while the device fd's own BAR mapping stays.  Adapted from the cases of
+ * Matt Evans' vfio_dmabuf_mmap_test, plus huge mappings, GUP refusal, the
+ * revoke events and a race stress.
+ *
+ * IVSHMEM (a 1 GiB RAM BAR 2 on the root bus) and SW_IVSHMEM (8 GiB) are
+ * ours; FLR (virtio, PCIe FLR + PM) brings the events ivshmem lacks.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "dmabuf_util.h"
+#include "linux/dmabuf_vfio_pci.h"
+
+#define MIB	(1ull << 20)
+#define GIB	(1ull << 30)
+
+static __thread sigjmp_buf bus_jmp;
+static __thread volatile int bus_armed;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	if (bus_armed)
+		siglongjmp(bus_jmp, 1);
+	abort();
+}
+
+static void catch_sigbus(void)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus, .sa_flags = SA_NODEFER };
+
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+/* Reads a byte; -1 when the access raised SIGBUS. */
+static int peek(volatile uint8_t *p)
+{
+	int v;
+
+	if (sigsetjmp(bus_jmp, 1)) {
+		bus_armed = 0;
+		return -1;
+	}
+	bus_armed = 1;
+	v = *p;
+	bus_armed = 0;
+	return v;
+}
+
+/* Writes a byte; -1 when the access raised SIGBUS. */
+static int poke(volatile uint8_t *p, uint8_t v)
+{
+	if (sigsetjmp(bus_jmp, 1)) {
+		bus_armed = 0;
+		return -1;
+	}
+	bus_armed = 1;
+	*p = v;
+	bus_armed = 0;
+	return 0;
+}
+
+static int export_ranges(int device, int bar, const struct vfio_region_dma_range *r,
+			 unsigned int n)
+{
+	struct {
+		struct vfio_device_feature hdr;
+		struct vfio_device_feature_dma_buf get;
+		struct vfio_region_dma_range r[4];
+	} req = {
+		.hdr = {
+			.argsz = sizeof(req),
+			.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
+		},
+		.get = { .region_index = bar, .open_flags = O_RDWR, .nr_ranges = n },
+	};
+	int ret;
+
+	memcpy(req.r, r, n * sizeof(*r));
+	ret = ioctl(device, VFIO_DEVICE_FEATURE, &req);
+	return ret < 0 ? -errno : ret;
+}
+
+static int revoke_for_good(int device, int dmabuf)
+{
+	struct {
+		struct vfio_device_feature hdr;
+		struct dmabuf_vfio_pci_revoke r;
+	} req = {
+		.hdr = {
+			.argsz = sizeof(req),
+			.flags = VFIO_DEVICE_FEATURE_SET | DMABUF_VFIO_PCI_FEATURE_REVOKE,
+		},
+		.r = { .dmabuf_fd = dmabuf },
+	};
+
+	return ioctl(device, VFIO_DEVICE_FEATURE, &req) ? -errno : 0;
+}
+
+static int memattr(int device, int dmabuf, uint32_t flags, uint32_t *attr)
+{
+	struct {
+		struct vfio_device_feature hdr;
+		struct dmabuf_vfio_pci_memattr m;
+	} req = {
+		.hdr = { .argsz = sizeof(req), .flags = flags | DMABUF_VFIO_PCI_FEATURE_MEMATTR },
+		.m = { .dmabuf_fd = dmabuf, .memattr = *attr },
+	};
+
+	if (ioctl(device, VFIO_DEVICE_FEATURE, &req))
+		return -errno;
+	*attr = req.m.memattr;
+	return 0;
+}
+
+static void *map_buf(int dmabuf, size_t len, off_t off)
+{
+	return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, dmabuf, off);
+}
+
+static long minor_faults(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/* A mapping of @len at an address aligned to @align (plus @skew). */
+static void *map_aligned(int fd, size_t len, size_t align, size_t skew, off_t off)
+{
+	uint8_t *area = mmap(NULL, len + 2 * align, PROT_NONE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint8_t *at;
+
+	if (area == MAP_FAILED)
+		return MAP_FAILED;
+	at = (uint8_t *)(((uintptr_t)area + align - 1) & ~(align - 1)) + skew;
+	return mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, off);
+}
+
+FIXTURE(mmap) {
+	struct vfio_handle h;
+	volatile uint8_t *bar;	/* the device fd's mapping of BAR 2 */
+	uint64_t bar_size;
+};
+
+FIXTURE_SETUP(mmap)
+{
+	const char *bdf = test_dev("IVSHMEM");
+
+	catch_sigbus();
+	ASSERT_NE(NULL, bdf);
+	ASSERT_EQ(0, sysfs_bar_size(bdf, 2, &self->bar_size));
+	ASSERT_EQ(0, vfio_open_cdev(bdf, &self->h));
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	self->bar = vfio_mmap_bar(self->h.device, 2, 0, 64 * PAGE);
+	ASSERT_NE(MAP_FAILED, self->bar);
+	for (unsigned int i = 0; i < 64; i++)
+		self->bar[i * PAGE] = i + 1;
+}
+
+FIXTURE_TEARDOWN(mmap)
+{
+	if (self->bar != MAP_FAILED)
+		munmap((void *)self->bar, 64 * PAGE);
+	vfio_handle_close(&self->h);
+}
+
+/* The dma-buf mapping and the device fd's mapping are the same memory. */
+TEST_F(mmap, maps_the_bar_range)
+{
+	int buf = export1(self->h.device, 2, 4 * PAGE, 8 * PAGE);
+	volatile uint8_t *m;
+
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, 8 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	for (unsigned int i = 0; i < 8; i++)
+		EXPECT_EQ(i + 5, peek(m + i * PAGE));
+	m[3 * PAGE + 7] = 0xa5;
+	EXPECT_EQ(0xa5, self->bar[7 * PAGE + 7]);
+	self->bar[2 * PAGE + 9] = 0x5a;
+	EXPECT_EQ(0x5a, m[2 * PAGE + 9]);
+	munmap((void *)m, 8 * PAGE);
+	close(buf);
+}
+
+TEST_F(mmap, needs_map_shared)
+{
+	int buf = export1(self->h.device, 2, 0, 4 * PAGE);
+
+	ASSERT_GE(buf, 0);
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, 4 * PAGE, PROT_READ, MAP_PRIVATE, buf, 0));
+	EXPECT_EQ(EINVAL, errno);
+	close(buf);
+}
+
+TEST_F(mmap, size_and_offset_overruns)
+{
+	int buf = export1(self->h.device, 2, 0, 4 * PAGE);
+
+	ASSERT_GE(buf, 0);
+	EXPECT_EQ(MAP_FAILED, map_buf(buf, 5 * PAGE, 0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(MAP_FAILED, map_buf(buf, 2 * PAGE, 3 * PAGE));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(MAP_FAILED, map_buf(buf, PAGE, 4 * PAGE));
+	EXPECT_EQ(EINVAL, errno);
+	close(buf);
+}
+
+TEST_F(mmap, nonzero_offset)
+{
+	int buf = export1(self->h.device, 2, 8 * PAGE, 8 * PAGE);
+	volatile uint8_t *m;
+
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, 2 * PAGE, 5 * PAGE);
+	ASSERT_NE(MAP_FAILED, m);
+	EXPECT_EQ(14, peek(m));
+	EXPECT_EQ(15, peek(m + PAGE));
+	munmap((void *)m, 2 * PAGE);
+	close(buf);
+}
+
+/* Two ranges with a page gap, out of order, one aliasing the other. */
+TEST_F(mmap, ranges_in_any_order)
+{
+	const struct vfio_region_dma_range r[] = {
+		{ 10 * PAGE, PAGE }, { 2 * PAGE, PAGE }, { 4 * PAGE, PAGE }, { 10 * PAGE, PAGE },
+	};
+	int buf = export_ranges(self->h.device, 2, r, 4);
+	volatile uint8_t *m;
+
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, 4 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	EXPECT_EQ(11, peek(m));
+	EXPECT_EQ(3, peek(m + PAGE));
+	EXPECT_EQ(5, peek(m + 2 * PAGE));
+	EXPECT_EQ(11, peek(m + 3 * PAGE));
+	m[3 * PAGE + 1] = 0x77;		/* the alias sees it */
+	EXPECT_EQ(0x77, peek(m + 1));
+	munmap((void *)m, 4 * PAGE);
+	close(buf);
+}
+
+TEST_F(mmap, two_buffers_of_one_region_share_memory)
+{
+	int a = export1(self->h.device, 2, 0, 4 * PAGE);
+	int b = export1(self->h.device, 2, 2 * PAGE, 4 * PAGE);
+	volatile uint8_t *ma, *mb;
+
+	ASSERT_GE(a, 0);
+	ASSERT_GE(b, 0);
+	ma = map_buf(a, 4 * PAGE, 0);
+	mb = map_buf(b, 4 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, ma);
+	ASSERT_NE(MAP_FAILED, mb);
+	ma[3 * PAGE + 100] = 0x42;
+	EXPECT_EQ(0x42, peek(mb + PAGE + 100));
+	munmap((void *)ma, 4 * PAGE);
+	munmap((void *)mb, 4 * PAGE);
+	close(a);
+	close(b);
+}
+
+TEST_F(mmap, mapping_outlives_the_dmabuf_fd)
+{
+	int buf = export1(self->h.device, 2, 0, 2 * PAGE);
+	volatile uint8_t *m;
+
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, 2 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	close(buf);
+	EXPECT_EQ(2, peek(m + PAGE));
+	munmap((void *)m, 2 * PAGE);
+}
+
+/*
+ * Revoking for good: SIGBUS through the dma-buf, the device fd's mapping
+ * keeps working, a second revoke is EBADFD, mmap fails, a new export works.
+ */
+TEST_F(mmap, revoke_for_good)
+{
+	int buf = export1(self->h.device, 2, 0, 4 * PAGE), again;
+	volatile uint8_t *m;
+
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, 4 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	ASSERT_EQ(1, peek(m));
+	ASSERT_EQ(0, revoke_for_good(self->h.device, buf));
+	EXPECT_EQ(-1, peek(m));
+	EXPECT_EQ(-1, poke(m + PAGE, 1));
+	EXPECT_EQ(1, self->bar[0]);
+	EXPECT_EQ(-EBADFD, revoke_for_good(self->h.device, buf));
+	EXPECT_EQ(MAP_FAILED, map_buf(buf, PAGE, 0));
+	EXPECT_EQ(ENODEV, errno);
+
+	/* Later events do not bring it back. */
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 0));
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	EXPECT_EQ(-1, peek(m));
+
+	again = export1(self->h.device, 2, 0, 4 * PAGE);
+	ASSERT_GE(again, 0);
+	munmap((void *)m, 4 * PAGE);
+	m = map_buf(again, 4 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	EXPECT_EQ(2, peek(m + PAGE));
+	munmap((void *)m, 4 * PAGE);
+	close(again);
+	close(buf);
+}
+
+/* Revoking through a dup()'d fd cuts both mappings, not another buffer's. */
+TEST_F(mmap, revoke_through_a_dup_cuts_only_that_buffer)
+{
+	int buf = export1(self->h.device, 2, 0, 2 * PAGE);
+	int other = export1(self->h.device, 2, 0, 2 * PAGE);
+	int dup_fd = dup(buf);
+	volatile uint8_t *m1, *m2, *mo;
+
+	ASSERT_GE(buf, 0);
+	ASSERT_GE(other, 0);
+	m1 = map_buf(buf, 2 * PAGE, 0);
+	m2 = map_buf(dup_fd, PAGE, PAGE);
+	mo = map_buf(other, 2 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m1);
+	ASSERT_NE(MAP_FAILED, m2);
+	ASSERT_NE(MAP_FAILED, mo);
+	EXPECT_EQ(2, peek(m2));
+	ASSERT_EQ(0, revoke_for_good(self->h.device, dup_fd));
+	EXPECT_EQ(-1, peek(m1));
+	EXPECT_EQ(-1, peek(m2));
+	EXPECT_EQ(1, peek(mo));
+	munmap((void *)m1, 2 * PAGE);
+	munmap((void *)m2, PAGE);
+	munmap((void *)mo, 2 * PAGE);
+	close(dup_fd);
+	close(buf);
+	close(other);
+}
+
+TEST_F(mmap, feature_errors)
+{
+	struct vfio_handle other;
+	int buf = export1(self->h.device, 2, 0, PAGE), efd = eventfd(0, 0), obuf;
+	struct vfio_device_feature probe = { .argsz = sizeof(probe) };
+	uint32_t attr = 0;
+
+	ASSERT_GE(buf, 0);
+	probe.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET |
+		      DMABUF_VFIO_PCI_FEATURE_REVOKE;
+	EXPECT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &probe));
+	probe.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET |
+		      VFIO_DEVICE_FEATURE_SET | DMABUF_VFIO_PCI_FEATURE_MEMATTR;
+	EXPECT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &probe));
+	probe.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET |
+		      DMABUF_VFIO_PCI_FEATURE_REVOKE;
+	EXPECT_EQ(-1, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &probe));
+	EXPECT_EQ(EINVAL, errno);
+
+	EXPECT_EQ(-EINVAL, revoke_for_good(self->h.device, efd));
+	EXPECT_EQ(-EBADF, revoke_for_good(self->h.device, 1000));
+	EXPECT_EQ(-EINVAL, memattr(self->h.device, efd, VFIO_DEVICE_FEATURE_SET, &attr));
+
+	/* A buffer of another device. */
+	ASSERT_EQ(0, vfio_open_cdev(test_dev("SW_IVSHMEM"), &other));
+	obuf = export1(other.device, 2, 0, PAGE);
+	ASSERT_GE(obuf, 0);
+	EXPECT_EQ(-ENODEV, revoke_for_good(self->h.device, obuf));
+	EXPECT_EQ(-ENODEV, memattr(self->h.device, obuf, VFIO_DEVICE_FEATURE_SET, &attr));
+	close(obuf);
+	vfio_handle_close(&other);
+	close(efd);
+	close(buf);
+}
+
+TEST_F(mmap, write_combining)
+{
+	int buf = export1(self->h.device, 2, 0, 4 * PAGE);
+	uint32_t attr = 0;
+	volatile uint8_t *m;
+
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_GET, &attr));
+	EXPECT_EQ(DMABUF_VFIO_PCI_MEMATTR_UNCACHED, attr);
+	attr = 7;
+	EXPECT_EQ(-ENOENT, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	attr = DMABUF_VFIO_PCI_MEMATTR_WC;
+	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	attr = 0;
+	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_GET, &attr));
+	EXPECT_EQ(DMABUF_VFIO_PCI_MEMATTR_WC, attr);
+
+	m = map_buf(buf, 4 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	for (unsigned int i = 0; i < PAGE; i++)
+		m[2 * PAGE + i] = i * 7;
+	__sync_synchronize();
+	for (unsigned int i = 0; i < PAGE; i++)
+		if (self->bar[2 * PAGE + i] != (uint8_t)(i * 7)) {
+			EXPECT_EQ((uint8_t)(i * 7), self->bar[2 * PAGE + i]);
+			break;
+		}
+	munmap((void *)m, 4 * PAGE);
+	close(buf);
+}
+
+/*
+ * Every event that revokes: SIGBUS while it lasts, the same bytes after.
+ */
+TEST_F(mmap, memory_disable_and_low_power_cut_the_mapping)
+{
+	struct vfio_device_feature f = { .argsz = sizeof(f) };
+	int buf = export1(self->h.device, 2, 0, 4 * PAGE);
+	volatile uint8_t *m;
+
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, 4 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	ASSERT_EQ(0, poke(m + 3 * PAGE + 5, 0x3c));
+
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 0));
+	EXPECT_EQ(-1, peek(m + 3 * PAGE + 5));
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	EXPECT_EQ(0x3c, peek(m + 3 * PAGE + 5));
+
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	EXPECT_EQ(-1, peek(m + 3 * PAGE + 5));
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	EXPECT_EQ(0x3c, peek(m + 3 * PAGE + 5));
+
+	munmap((void *)m, 4 * PAGE);
+	close(buf);
+}
+
+/*
+ * The device closes only when its fd's own BAR mapping goes too: until
+ * then the dma-buf mapping works; after, it faults and new mmaps fail.
+ */
+TEST_F(mmap, device_close_cuts_the_mapping)
+{
+	int buf = export1(self->h.device, 2, 0, 2 * PAGE);
+	volatile uint8_t *m;
+
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, 2 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	close(self->h.device);
+	self->h.device = -1;
+	EXPECT_EQ(2, peek(m + PAGE));
+	munmap((void *)self->bar, 64 * PAGE);
+	self->bar = MAP_FAILED;
+	EXPECT_EQ(-1, peek(m + PAGE));
+	EXPECT_EQ(MAP_FAILED, map_buf(buf, PAGE, 0));
+	munmap((void *)m, 2 * PAGE);
+	close(buf);
+}
+
+/*
+ * Huge mappings, proven by the fault count: touching every page of a 1 GiB
+ * mapping takes one fault with a PUD entry, 512 with PMDs, 262144 with PTEs.
+ */
+TEST_F(mmap, huge_mappings)
+{
+	uint64_t len = self->bar_size < GIB ? self->bar_size : GIB;
+	volatile uint8_t *m;
+	long before, faults;
+	int buf;
+
+	ASSERT_EQ(0, bar_start(test_dev("IVSHMEM"), 2) % len);
+	buf = export1(self->h.device, 2, 0, len);
+	ASSERT_GE(buf, 0);
+
+	m = map_aligned(buf, len, len, 0, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	before = minor_faults();
+	for (uint64_t off = 0; off < len; off += PAGE)
+		(void)m[off];
+	faults = minor_faults() - before;
+	TH_LOG("%llu MiB aligned: %ld faults", (unsigned long long)(len / MIB), faults);
+	EXPECT_LE(faults, (long)(len / (2 * MIB)));
+	munmap((void *)m, len);
+
+	/* A 2 MiB-aligned window that is not 1 GiB aligned: PMDs. */
+	m = map_aligned(buf, 8 * MIB, 4 * MIB, 2 * MIB, 2 * MIB);
+	ASSERT_NE(MAP_FAILED, m);
+	before = minor_faults();
+	for (uint64_t off = 0; off < 8 * MIB; off += PAGE)
+		(void)m[off];
+	faults = minor_faults() - before;
+	TH_LOG("8 MiB at a 2 MiB boundary: %ld faults", faults);
+	EXPECT_LE(faults, 4);
+	EXPECT_GE(faults, 4);
+	munmap((void *)m, 8 * MIB);
+
+	/* The VMA's address is off by a page from the PFN: no huge entry fits. */
+	m = map_aligned(buf, 4 * MIB, 2 * MIB, PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	before = minor_faults();
+	for (uint64_t off = 0; off < 4 * MIB; off += PAGE)
+		(void)m[off];
+	faults = minor_faults() - before;
+	TH_LOG("4 MiB misaligned by a page: %ld faults", faults);
+	EXPECT_EQ((long)(4 * MIB / PAGE), faults);
+	EXPECT_EQ(1, m[0]);
+	munmap((void *)m, 4 * MIB);
+	close(buf);
+}
+
+/* GUP refuses these mappings, as vfio-pci's own BAR mappings. */
+static void expect_no_gup(struct __test_metadata *_metadata, volatile uint8_t *m,
+			  const char *what)
+{
+	uint8_t out[64];
+	struct iovec local = { out, sizeof(out) }, remote = { (void *)m, sizeof(out) };
+	int status;
+	pid_t child;
+
+	(void)m[0];	/* populated: refused because of what it is, not absent */
+	errno = 0;
+	EXPECT_EQ(-1, process_vm_readv(getpid(), &local, 1, &remote, 1, 0)) {
+		TH_LOG("%s: process_vm_readv read it", what);
+	}
+	EXPECT_EQ(EFAULT, errno);
+
+	child = fork();
+	if (!child) {
+		for (;;)
+			pause();
+	}
+	ASSERT_GT(child, 0);
+	ASSERT_EQ(0, ptrace(PTRACE_SEIZE, child, 0, 0));
+	ASSERT_EQ(0, ptrace(PTRACE_INTERRUPT, child, 0, 0));
+	ASSERT_EQ(child, waitpid(child, &status, 0));
+	errno = 0;
+	ptrace(PTRACE_PEEKDATA, child, (void *)m, 0);
+	EXPECT_NE(0, errno) {
+		TH_LOG("%s: ptrace peeked it", what);
+	}
+	kill(child, SIGKILL);
+	waitpid(child, &status, 0);
+}
+
+TEST_F(mmap, gup_is_refused)
+{
+	int buf = export1(self->h.device, 2, 0, GIB <= self->bar_size ? GIB : 4 * MIB);
+	volatile uint8_t *m;
+
+	ASSERT_GE(buf, 0);
+	expect_no_gup(_metadata, self->bar, "device fd mapping");
+
+	m = map_buf(buf, 4 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	expect_no_gup(_metadata, m, "4 KiB");
+	munmap((void *)m, 4 * PAGE);
+
+	m = map_aligned(buf, 2 * MIB, 2 * MIB, 0, 2 * MIB);
+	ASSERT_NE(MAP_FAILED, m);
+	expect_no_gup(_metadata, m, "2 MiB");
+	munmap((void *)m, 2 * MIB);
+
+	if (GIB <= self->bar_size) {
+		m = map_aligned(buf, GIB, GIB, 0, 0);
+		ASSERT_NE(MAP_FAILED, m);
+		expect_no_gup(_metadata, m, "1 GiB");
+		munmap((void *)m, GIB);
+	}
+	close(buf);
+}
+
+struct stress {
+	volatile uint8_t *m;
+	size_t len;
+	volatile int stop;
+	long reads, bus;
+};
+
+static void *fault_loop(void *arg)
+{
+	struct stress *s = arg;
+
+	while (!s->stop) {
+		for (size_t off = 0; off < s->len; off += PAGE) {
+			if (peek(s->m + off) < 0)
+				__atomic_add_fetch(&s->bus, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&s->reads, 1, __ATOMIC_RELAXED);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Threads fault the mapping in while the device is reset and its memory
+ * toggled, a fixed number of times; then the device closes under them.
+ * The kernel log must stay clean (run.sh), and afterwards nothing is
+ * reachable.
+ */
+TEST_F(mmap, race_faults_against_revocation)
+{
+	struct stress s = { .len = 4 * MIB };
+	pthread_t threads[3];
+	int buf;
+
+	buf = export1(self->h.device, 2, 0, s.len);
+	ASSERT_GE(buf, 0);
+	s.m = map_aligned(buf, s.len, 2 * MIB, 0, 0);
+	ASSERT_NE(MAP_FAILED, s.m);
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(0, pthread_create(&threads[i], NULL, fault_loop, &s));
+	for (int i = 0; i < 40; i++) {
+		set_memory_enable(self->h.device, 0);
+		usleep(2000);
+		set_memory_enable(self->h.device, 1);
+		if (i % 4 == 0)
+			ioctl(self->h.device, VFIO_DEVICE_RESET);
+		usleep(2000);
+	}
+	munmap((void *)self->bar, 64 * PAGE);
+	self->bar = MAP_FAILED;
+	vfio_handle_close(&self->h);
+	usleep(20000);
+	s.stop = 1;
+	for (int i = 0; i < 3; i++)
+		pthread_join(threads[i], NULL);
+	TH_LOG("%ld reads, %ld SIGBUS", s.reads, s.bus);
+	EXPECT_GT(s.bus, 0);
+	EXPECT_EQ(-1, peek(s.m));
+	munmap((void *)s.m, s.len);
+	close(buf);
+}
+
+/* A VFIO_DEVICE_RESET and a PCIe FLR with a live mapping (virtio BAR). */
+TEST(resets_cut_the_mapping_until_done)
+{
+	const int virtio_bar = 4;
+	struct vfio_handle h;
+	volatile uint8_t *m;
+	int buf, pcie, pm, before;
+	uint16_t devctl, ctrl;
+
+	catch_sigbus();
+	ASSERT_EQ(0, vfio_open_cdev(test_dev("FLR"), &h));
+	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	buf = export1(h.device, virtio_bar, 0, PAGE);
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	before = peek(m);
+	ASSERT_GE(before, 0);
+
+	ASSERT_EQ(0, ioctl(h.device, VFIO_DEVICE_RESET));
+	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	EXPECT_EQ(before, peek(m));
+
+	pcie = vfio_find_cap(h.device, PCI_CAP_ID_EXP);
+	ASSERT_GT(pcie, 0);
+	ASSERT_EQ(0, vfio_config_read(h.device, pcie + PCI_EXP_DEVCTL, &devctl, 2));
+	devctl |= PCI_EXP_DEVCTL_BCR_FLR;
+	ASSERT_EQ(0, vfio_config_write(h.device, pcie + PCI_EXP_DEVCTL, &devctl, 2));
+	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	EXPECT_EQ(before, peek(m));
+
+	/* D3hot: SIGBUS until D0. */
+	pm = vfio_find_cap(h.device, PCI_CAP_ID_PM);
+	ASSERT_GT(pm, 0);
+	ASSERT_EQ(0, vfio_config_read(h.device, pm + PCI_PM_CTRL, &ctrl, 2));
+	ctrl = (ctrl & ~PCI_PM_CTRL_STATE_MASK) | 3;
+	ASSERT_EQ(0, vfio_config_write(h.device, pm + PCI_PM_CTRL, &ctrl, 2));
+	EXPECT_EQ(-1, peek(m));
+	ctrl &= ~PCI_PM_CTRL_STATE_MASK;
+	ASSERT_EQ(0, vfio_config_write(h.device, pm + PCI_PM_CTRL, &ctrl, 2));
+	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	EXPECT_EQ(before, peek(m));
+
+	munmap((void *)m, PAGE);
+	close(buf);
+	vfio_handle_close(&h);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! CPU mappings of device memory: the VMA an `mmap()` sets up, and the page
+//! faults that fill it with PFNs.
+
+use kernel::{bindings, prelude::*, types::Opaque};
+
+/// How the CPU maps device memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MemAttr {
+    /// Uncached (`pgprot_noncached()`), as vfio-pci maps BARs.
+    Uncached,
+    /// Write-combining (`pgprot_writecombine()`).
+    WriteCombining,
+}
+
+/// A VMA that an `mmap()` file operation is setting up.
+///
+/// # Invariants
+///
+/// Wraps a valid `vm_area_struct` that is not yet visible to other threads.
+#[repr(transparent)]
+pub(crate) struct NewVma(Opaque<bindings::vm_area_struct>);
+
+impl NewVma {
+    /// # Safety
+    ///
+    /// `ptr` must be the VMA of an `mmap()` call in progress, valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::vm_area_struct) -> &'a Self {
+        // SAFETY: Transparent wrapper; validity guaranteed by the caller.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn as_raw(&self) -> *mut bindings::vm_area_struct {
+        self.0.get()
+    }
+
+    /// Whether the mapping is shared (`MAP_SHARED`).
+    pub(crate) fn is_shared(&self) -> bool {
+        // SAFETY: By the type invariant the VMA is valid; its flags do not
+        // change during `mmap()`.
+        let flags = unsafe { (*self.as_raw()).__bindgen_anon_2.vm_flags };
+        flags & bindings::VM_SHARED as bindings::vm_flags_t != 0
+    }
+
+    /// The offset of the mapping in the file, in pages.
+    pub(crate) fn pgoff(&self) -> usize {
+        // SAFETY: By the type invariant the VMA is valid.
+        unsafe { (*self.as_raw()).vm_pgoff }
+    }
+
+    /// The length of the mapping, in bytes.
+    pub(crate) fn len(&self) -> usize {
+        // SAFETY: By the type invariant the VMA is valid.
+        let (start, end) = unsafe {
+            let vma = self.as_raw();
+            (
+                (*vma).__bindgen_anon_1.__bindgen_anon_1.vm_start,
+                (*vma).__bindgen_anon_1.__bindgen_anon_1.vm_end,
+            )
+        };
+        end - start
+    }
+
+    /// Makes the VMA a PFN map of device memory whose faults `ops` serves
+    /// with `data`, with the flags vfio-pci gives its own BAR mappings.
+    ///
+    /// # Safety
+    ///
+    /// `data` must stay valid for `ops` as long as the VMA exists.
+    pub(crate) unsafe fn set_pfnmap(
+        &self,
+        ops: &'static bindings::vm_operations_struct,
+        data: *mut c_void,
+        attr: MemAttr,
+    ) {
+        // SAFETY: By the type invariant the VMA is valid and being set up;
+        // the caller guarantees `data` for the VMA's life.
+        unsafe {
+            crate::vfio::bindings::dmabuf_vfio_vma_set_pfnmap(
+                self.as_raw(),
+                ops,
+                data,
+                attr == MemAttr::WriteCombining,
+            )
+        };
+    }
+}
+
+/// What a fault handler did (`vm_fault_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FaultOutcome(bindings::vm_fault_t);
+
+impl FaultOutcome {
+    /// The access is refused: the process gets `SIGBUS`.
+    pub(crate) const SIGBUS: Self = Self(bindings::vm_fault_reason_VM_FAULT_SIGBUS);
+    /// This order cannot map here; the core retries with a smaller one.
+    pub(crate) const FALLBACK: Self = Self(bindings::vm_fault_reason_VM_FAULT_FALLBACK);
+
+    /// Wraps what a PFN-inserting kernel function returned.
+    pub(crate) fn from_raw(raw: bindings::vm_fault_t) -> Self {
+        Self(raw)
+    }
+
+    pub(crate) fn into_raw(self) -> bindings::vm_fault_t {
+        self.0
+    }
+}
+
+/// A page fault in a PFN map (`struct vm_fault`).
+///
+/// # Invariants
+///
+/// Wraps a valid `vm_fault` being handled, whose VMA is valid.
+#[repr(transparent)]
+pub(crate) struct Fault(Opaque<bindings::vm_fault>);
+
+impl Fault {
+    /// # Safety
+    ///
+    /// `ptr` must be a fault being handled, valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::vm_fault) -> &'a Self {
+        // SAFETY: Transparent wrapper; validity guaranteed by the caller.
+        unsafe { &*ptr.cast() }
+    }
+
+    pub(crate) fn as_raw(&self) -> *mut bindings::vm_fault {
+        self.0.get()
+    }
+
+    /// The faulting address.
+    pub(crate) fn address(&self) -> usize {
+        // SAFETY: By the type invariant the fault is valid.
+        unsafe { (*self.as_raw()).__bindgen_anon_1.address }
+    }
+
+    /// The page offset in the file of the faulting address.
+    pub(crate) fn pgoff(&self) -> usize {
+        // SAFETY: By the type invariant the fault is valid.
+        unsafe { (*self.as_raw()).__bindgen_anon_1.pgoff }
+    }
+
+    /// The VMA's first and end address.
+    pub(crate) fn vma_range(&self) -> (usize, usize) {
+        // SAFETY: By the type invariant the fault and its VMA are valid.
+        unsafe {
+            let vma = (*self.as_raw()).__bindgen_anon_1.vma;
+            (
+                (*vma).__bindgen_anon_1.__bindgen_anon_1.vm_start,
+                (*vma).__bindgen_anon_1.__bindgen_anon_1.vm_end,
+            )
+        }
+    }
+
+    /// The VMA's `vm_private_data`.
+    pub(crate) fn vma_data(&self) -> *mut c_void {
+        // SAFETY: By the type invariant the fault and its VMA are valid.
+        unsafe { (*(*self.as_raw()).__bindgen_anon_1.vma).vm_private_data }
+    }
+}
