@@ -6,6 +6,8 @@
 #                     or KDIR=/path/to/a/Rust-enabled/kernel/build/tree)
 #   make demo         install deps, build everything, boot a guest, show it work
 #   make check        lint + every guest selftest; ends with "N passed, N failed"
+#   make headers_install [INSTALL_HDR_PATH=/usr]
+#                     install the uAPI header (linux/dmabuf_vfio_pci.h)
 #   make clean
 #
 # The module itself is described by Kbuild.
@@ -29,7 +31,7 @@ RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs))
 C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)
 
 .PHONY: all modules deps kernel demo check lint fmt rustfmt-check clippy \
-	checkpatch selftests clean
+	checkpatch selftests headers_install clean
 
 all: modules
 
@@ -79,6 +81,11 @@ demo: deps selftests
 
 check: deps kernel
 	@$(src)/scripts/check.sh
+
+INSTALL_HDR_PATH ?= /usr
+headers_install:
+	install -D -m 0644 $(src)/include/uapi/linux/dmabuf_vfio_pci.h \
+		$(DESTDIR)$(INSTALL_HDR_PATH)/include/linux/dmabuf_vfio_pci.h
 
 clean:
 	@if [ -d "$(KDIR)" ]; then $(KMAKE) clean; fi

@@ -1,9 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * make demo: a BAR range exported as a dma-buf, imported by a second PCI
- * device that reads it by DMA, then revoked when the exporter closes.
+ * device that reads it by DMA, revoked and given back while memory decode
+ * is off, handed to a second process that maps it with only the dma-buf fd
+ * and is cut off by a revoke, then revoked for good when the exporter
+ * closes.
  */
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
 #include "dmabuf_test_importer.h"
+#include "linux/dmabuf_vfio_pci.h"
 #include "vfio_util.h"
 
 #define PAGE	4096ull
@@ -14,6 +23,73 @@ static int fail(const char *what)
 {
 	printf("  FAILED: %s: %s\n", what, strerror(errno));
 	return 1;
+}
+
+static sigjmp_buf on_bus;
+
+static void sigbus(int sig)
+{
+	siglongjmp(on_bus, sig);
+}
+
+static int recv_fd(int sock)
+{
+	char byte, ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	int fd;
+
+	if (recvmsg(sock, &msg, 0) != 1 || !CMSG_FIRSTHDR(&msg))
+		return -1;
+	memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(fd));
+	return fd;
+}
+
+static void send_fd(int sock, int fd)
+{
+	char byte = 0, ctl[CMSG_SPACE(sizeof(int))] = {};
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+	sendmsg(sock, &msg, 0);
+}
+
+/*
+ * The second process: started before the device is opened, it owns no
+ * vfio fd.  It maps the dma-buf it is sent, reads, waits, reads again.
+ */
+static void second_process(int sock)
+{
+	struct sigaction sa = { .sa_handler = sigbus };
+	volatile char *m;
+	char go;
+	int fd = recv_fd(sock);
+
+	sigaction(SIGBUS, &sa, NULL);
+	m = fd < 0 ? MAP_FAILED : mmap(NULL, 4 * PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		printf("  [client %d] FAILED: mmap: %s\n", getpid(), strerror(errno));
+		_exit(1);
+	}
+	printf("  [client %d] got dma-buf fd %d only; mmap()ed it and read: \"%s\"\n",
+	       getpid(), fd, (const char *)m + PAGE);
+	fflush(stdout);
+	write(sock, "r", 1);
+	read(sock, &go, 1);
+	if (sigsetjmp(on_bus, 1)) {
+		printf("  [client %d] reading again: SIGBUS, cut off\n", getpid());
+		_exit(0);
+	}
+	printf("  [client %d] reading again: \"%s\" (NOT cut off)\n", getpid(),
+	       (const char *)m + PAGE);
+	_exit(1);
 }
 
 int main(void)
@@ -35,13 +111,32 @@ int main(void)
 	struct importer_attach at = { .flags = IMPORTER_P2P | IMPORTER_REVOCABLE };
 	struct importer_status st = {};
 	struct importer_map m = {};
+	struct {
+		struct vfio_device_feature hdr;
+		struct dmabuf_vfio_pci_revoke r;
+	} revoke = {
+		.hdr = {
+			.argsz = sizeof(revoke),
+			.flags = VFIO_DEVICE_FEATURE_SET | DMABUF_VFIO_PCI_FEATURE_REVOKE,
+		},
+	};
 	struct vfio_handle h;
+	int buf, cbuf, imp, sv[2], status;
+	pid_t pid;
 	uint16_t cmd;
-	char *bar;
-	int buf, imp;
+	char *bar, ack;
 
 	if (!exporter || !importer)
 		return fail("test devices not set");
+	fflush(stdout);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return fail("socketpair");
+	pid = fork();
+	if (!pid) {
+		close(sv[0]);
+		second_process(sv[1]);
+	}
+	close(sv[1]);
 	printf("Exporter %s (dmabuf-vfio-pci), importer %s (test importer, same switch)\n",
 	       exporter, importer);
 	if (vfio_open_cdev(exporter, &h))
@@ -74,6 +169,42 @@ int main(void)
 	if (ioctl(imp, IMPORTER_DMA_READ, &rd))
 		return fail("peer DMA");
 	printf("  importer's DMA engine read: \"%s\"\n", (char *)rd.data);
+
+	cmd &= ~PCI_COMMAND_MEMORY;
+	vfio_config_write(h.device, PCI_COMMAND, &cmd, 2);
+	ioctl(imp, IMPORTER_STATUS, &st);
+	printf("  memory decode off: importer saw %u invalidation, holds %u mapping;",
+	       st.invalidations, st.mapped);
+	if (ioctl(imp, IMPORTER_MAP, &m) && errno == ENODEV)
+		printf(" mapping again: %s (revoked)\n", strerror(errno));
+	cmd |= PCI_COMMAND_MEMORY;
+	vfio_config_write(h.device, PCI_COMMAND, &cmd, 2);
+	memset(rd.data, 0, sizeof(rd.data));
+	if (ioctl(imp, IMPORTER_MAP, &m) || ioctl(imp, IMPORTER_DMA_READ, &rd))
+		return fail("map after memory on");
+	printf("  memory decode on: importer mapped again and read \"%s\" (un-revoked)\n",
+	       (char *)rd.data);
+
+	/* A second buffer for the client process, which sees only its fd. */
+	cbuf = ioctl(h.device, VFIO_DEVICE_FEATURE, &req);
+	if (cbuf < 0)
+		return fail("second export");
+	printf("  exported the same range again as dma-buf fd %d, sent to client %d\n",
+	       cbuf, pid);
+	fflush(stdout);
+	send_fd(sv[0], cbuf);
+	read(sv[0], &ack, 1);
+	revoke.r.dmabuf_fd = cbuf;
+	if (ioctl(h.device, VFIO_DEVICE_FEATURE, &revoke))
+		return fail("DMABUF_VFIO_PCI_FEATURE_REVOKE");
+	printf("  revoked dma-buf %d for good (DMABUF_VFIO_PCI_FEATURE_REVOKE)\n", cbuf);
+	fflush(stdout);
+	write(sv[0], "g", 1);
+	waitpid(pid, &status, 0);
+	printf("  client exited %s; the device fd's own mapping still reads \"%.5s...\"\n",
+	       WIFEXITED(status) && !WEXITSTATUS(status) ? "as expected" : "WRONGLY",
+	       bar + 17 * PAGE);
+	close(cbuf);
 
 	/* The BAR mapping holds the device file open: drop it, then close. */
 	munmap(bar, 32 * PAGE);

@@ -9,6 +9,7 @@
  * IVSHMEM (a 1 GiB RAM BAR 2 on the root bus) and SW_IVSHMEM (8 GiB) are
  * ours; FLR (virtio, PCIe FLR + PM) brings the events ivshmem lacks.
  */
+#include <linux/loop.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -191,7 +192,7 @@ TEST_F(mmap, maps_the_bar_range)
 		EXPECT_EQ(i + 5, peek(m + i * PAGE));
 	m[3 * PAGE + 7] = 0xa5;
 	EXPECT_EQ(0xa5, self->bar[7 * PAGE + 7]);
-	self->bar[2 * PAGE + 9] = 0x5a;
+	self->bar[6 * PAGE + 9] = 0x5a;
 	EXPECT_EQ(0x5a, m[2 * PAGE + 9]);
 	munmap((void *)m, 8 * PAGE);
 	close(buf);
@@ -526,10 +527,41 @@ TEST_F(mmap, huge_mappings)
 	close(buf);
 }
 
+/* A loop device over a file in /tmp, for O_DIRECT reads; -1 without. */
+static int direct_io_source(char *path, size_t len)
+{
+	char backing[] = "/tmp/dmabuf_mmap_test.XXXXXX";
+	int ctl, n, bfd, lfd = -1;
+
+	bfd = mkstemp(backing);
+	if (bfd < 0)
+		return -1;
+	unlink(backing);
+	if (ftruncate(bfd, 1 << 20))
+		goto out;
+	ctl = open("/dev/loop-control", O_RDWR);
+	n = ctl < 0 ? -1 : ioctl(ctl, LOOP_CTL_GET_FREE);
+	if (ctl >= 0)
+		close(ctl);
+	if (n < 0)
+		goto out;
+	snprintf(path, len, "/dev/loop%d", n);
+	lfd = open(path, O_RDWR);
+	if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, bfd)) {
+		close(lfd);
+		lfd = -1;
+	}
+out:
+	close(bfd);
+	return lfd;
+}
+
 /* GUP refuses these mappings, as vfio-pci's own BAR mappings. */
 static void expect_no_gup(struct __test_metadata *_metadata, volatile uint8_t *m,
 			  const char *what)
 {
+	char loop[64];
+	int loop_fd, direct;
 	uint8_t out[64];
 	struct iovec local = { out, sizeof(out) }, remote = { (void *)m, sizeof(out) };
 	int status;
@@ -541,6 +573,19 @@ static void expect_no_gup(struct __test_metadata *_metadata, volatile uint8_t *m
 		TH_LOG("%s: process_vm_readv read it", what);
 	}
 	EXPECT_EQ(EFAULT, errno);
+
+	loop_fd = direct_io_source(loop, sizeof(loop));
+	ASSERT_GE(loop_fd, 0);
+	direct = open(loop, O_RDONLY | O_DIRECT);
+	ASSERT_GE(direct, 0);
+	errno = 0;
+	EXPECT_EQ(-1, pread(direct, (void *)m, PAGE, 0)) {
+		TH_LOG("%s: O_DIRECT read into it", what);
+	}
+	EXPECT_EQ(EFAULT, errno);
+	close(direct);
+	ioctl(loop_fd, LOOP_CLR_FD);
+	close(loop_fd);
 
 	child = fork();
 	if (!child) {
@@ -562,7 +607,7 @@ static void expect_no_gup(struct __test_metadata *_metadata, volatile uint8_t *m
 
 TEST_F(mmap, gup_is_refused)
 {
-	int buf = export1(self->h.device, 2, 0, GIB <= self->bar_size ? GIB : 4 * MIB);
+	int buf = export1(self->h.device, 2, 0, self->bar_size >= GIB ? GIB : 4 * MIB);
 	volatile uint8_t *m;
 
 	ASSERT_GE(buf, 0);
@@ -578,7 +623,7 @@ TEST_F(mmap, gup_is_refused)
 	expect_no_gup(_metadata, m, "2 MiB");
 	munmap((void *)m, 2 * MIB);
 
-	if (GIB <= self->bar_size) {
+	if (self->bar_size >= GIB) {
 		m = map_aligned(buf, GIB, GIB, 0, 0);
 		ASSERT_NE(MAP_FAILED, m);
 		expect_no_gup(_metadata, m, "1 GiB");
@@ -648,14 +693,55 @@ TEST_F(mmap, race_faults_against_revocation)
 	close(buf);
 }
 
+/*
+ * Unbinding the device while a process still maps one of its buffers: the
+ * unbind waits for the device to be closed, the mapping faults from then
+ * on, survives the rebind and goes away cleanly.
+ */
+TEST_F(mmap, unbind_with_a_live_mapping)
+{
+	const char *bdf = test_dev("IVSHMEM");
+	int buf = export1(self->h.device, 2, 0, 2 * PAGE), fd;
+	volatile uint8_t *m;
+	char driver[64];
+
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, 2 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	EXPECT_EQ(2, peek(m + PAGE));
+	munmap((void *)self->bar, 64 * PAGE);
+	self->bar = MAP_FAILED;
+	vfio_handle_close(&self->h);
+
+	fd = open("/sys/bus/pci/drivers/dmabuf-vfio-pci/unbind", O_WRONLY);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ((ssize_t)strlen(bdf), write(fd, bdf, strlen(bdf)));
+	close(fd);
+	ASSERT_EQ(0, sysfs_driver(bdf, driver, sizeof(driver)));
+	EXPECT_STREQ("", driver);
+	EXPECT_EQ(-1, peek(m + PAGE));
+
+	fd = open("/sys/bus/pci/drivers_probe", O_WRONLY);
+	ASSERT_GE(fd, 0);
+	write(fd, bdf, strlen(bdf));
+	close(fd);
+	ASSERT_EQ(0, sysfs_driver(bdf, driver, sizeof(driver)));
+	EXPECT_STREQ("dmabuf-vfio-pci", driver);
+	EXPECT_EQ(-1, peek(m + PAGE));
+	munmap((void *)m, 2 * PAGE);
+	close(buf);
+}
+
 /* A VFIO_DEVICE_RESET and a PCIe FLR with a live mapping (virtio BAR). */
 TEST(resets_cut_the_mapping_until_done)
 {
 	const int virtio_bar = 4;
 	struct vfio_handle h;
 	volatile uint8_t *m;
-	int buf, pcie, pm, before;
+	struct vfio_pci_hot_reset reset = { .argsz = sizeof(reset) };
+	int buf, pcie, pm, before, fd;
 	uint16_t devctl, ctrl;
+	char path[PATH_MAX];
 
 	catch_sigbus();
 	ASSERT_EQ(0, vfio_open_cdev(test_dev("FLR"), &h));
@@ -689,6 +775,17 @@ TEST(resets_cut_the_mapping_until_done)
 	ctrl &= ~PCI_PM_CTRL_STATE_MASK;
 	ASSERT_EQ(0, vfio_config_write(h.device, pm + PCI_PM_CTRL, &ctrl, 2));
 	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	EXPECT_EQ(before, peek(m));
+
+	/* A hot reset of its bus, and a reset the PCI core runs (sysfs). */
+	ASSERT_EQ(0, ioctl(h.device, VFIO_DEVICE_PCI_HOT_RESET, &reset));
+	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	EXPECT_EQ(before, peek(m));
+	snprintf(path, sizeof(path), SYSFS_PCI "/%s/reset", test_dev("FLR"));
+	fd = open(path, O_WRONLY);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(1, write(fd, "1", 1));
+	close(fd);
 	EXPECT_EQ(before, peek(m));
 
 	munmap((void *)m, PAGE);

@@ -350,6 +350,7 @@ TEST(aer_fatal_error_revokes_until_the_user_restores)
 	};
 	unsigned int domain, bus, dev, fn;
 	struct importer_map m;
+	int fields;
 	struct vfio_handle h;
 	int buf, imp, inj, kmsg;
 
@@ -357,7 +358,8 @@ TEST(aer_fatal_error_revokes_until_the_user_restores)
 	inj = open("/dev/aer_inject", O_WRONLY);
 	if (inj < 0)
 		SKIP(return, "no aer_inject");
-	ASSERT_EQ(4, sscanf(bdf, "%x:%x:%x.%x", &domain, &bus, &dev, &fn));
+	fields = sscanf(bdf, "%x:%x:%x.%x", &domain, &bus, &dev, &fn);
+	ASSERT_EQ(4, fields);
 	einj.domain = domain;
 	einj.bus = bus;
 	einj.dev = dev;
@@ -378,6 +380,7 @@ TEST(aer_fatal_error_revokes_until_the_user_restores)
 		TH_LOG("aer_inject: %s", strerror(errno));
 	}
 	ASSERT_STREQ("successful", wait_recovery(kmsg));
+	close(inj);
 	/*
 	 * aer_inject leaves its config accessors on the bus, and they take a
 	 * spinlock inside the raw pci_lock that user config accesses (vfio's)
@@ -391,7 +394,6 @@ TEST(aer_fatal_error_revokes_until_the_user_restores)
 	expect_usable(_metadata, imp);
 
 	close(kmsg);
-	close(inj);
 	close(imp);
 	close(buf);
 	vfio_handle_close(&h);

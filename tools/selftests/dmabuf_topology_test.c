@@ -70,7 +70,8 @@ static bool cpu_is_amd_zen(void)
 		if (!strncmp(line, "vendor_id", 9))
 			amd = strstr(line, "AuthenticAMD");
 		if (!strncmp(line, "cpu family", 10)) {
-			sscanf(strchr(line, ':') + 1, "%d", &family);
+			if (sscanf(strchr(line, ':') + 1, "%d", &family) != 1)
+				family = 0;
 			break;
 		}
 	}
