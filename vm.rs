@@ -10,7 +10,9 @@ use kernel::{bindings, prelude::*, types::Opaque};
 pub(crate) enum MemAttr {
     /// Uncached (`pgprot_noncached()`), as vfio-pci maps BARs.
     Uncached,
-    /// Write-combining (`pgprot_writecombine()`).
+    /// Write-combining (`pgprot_writecombine()`).  On x86 with PAT the
+    /// memory type the physical range is reserved with wins over the VMA's
+    /// protection when a PFN is inserted.
     WriteCombining,
 }
 
