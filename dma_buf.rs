@@ -44,6 +44,9 @@ pub(crate) trait Exporter: Send + Sync + Sized + 'static {
         dir: DmaDirection,
     ) -> Result<NonNull<kernel::bindings::sg_table>>;
 
+    /// An importer detaches (`dma_buf_ops.detach`).
+    fn detach(&self, attachment: &Attachment);
+
     /// An importer unmaps what [`Exporter::map`] returned; the reservation
     /// lock is held.
     fn unmap(
@@ -65,6 +68,12 @@ pub(crate) trait Exporter: Send + Sync + Sized + 'static {
     /// An access to a mapping of the buffer faulted; map `1 << order` pages
     /// around it, or fall back to a smaller order.
     fn fault(&self, fault: &Fault, order: u32) -> FaultOutcome;
+
+    /// A VMA mapping the buffer came into existence (mmap, split, fork).
+    fn vma_open(&self);
+
+    /// A VMA mapping the buffer went away.
+    fn vma_close(&self);
 }
 
 /// A device's attachment to a dma-buf (`struct dma_buf_attachment`).
@@ -116,6 +125,12 @@ impl Attachment {
         // SAFETY: By the type invariant the attachment is valid; `priv` was
         // written in attach, before the attachment could be mapped.
         unsafe { (*self.as_raw()).priv_ as usize }
+    }
+
+    /// Identifies the attachment while it exists (its address); only for
+    /// comparisons.
+    pub(crate) fn id(&self) -> usize {
+        self.as_raw() as usize
     }
 
     /// The importing device.
@@ -192,6 +207,13 @@ impl<T: Exporter> DmaBufRef<T> {
         // SAFETY: By the type invariant the dma-buf is `T`'s and referenced,
         // so not released.
         unsafe { ExporterOps::<T>::data(self.as_raw()) }
+    }
+
+    /// The inode number of the dma-buf's file (`fstat()` on its fd shows it).
+    pub(crate) fn ino(&self) -> u64 {
+        // SAFETY: The dma-buf, its file and the file's inode are valid while
+        // referenced.
+        unsafe { (*(*(*self.as_raw()).file).f_inode).i_ino }
     }
 
     /// Removes every CPU mapping of the buffer from every process; the next
@@ -313,6 +335,7 @@ struct ExporterOps<T: Exporter>(PhantomData<T>);
 impl<T: Exporter> ExporterOps<T> {
     const OPS: kernel::bindings::dma_buf_ops = kernel::bindings::dma_buf_ops {
         attach: Some(Self::attach),
+        detach: Some(Self::detach),
         map_dma_buf: Some(Self::map),
         unmap_dma_buf: Some(Self::unmap),
         release: Some(Self::release),
@@ -324,6 +347,8 @@ impl<T: Exporter> ExporterOps<T> {
     const VM_OPS: kernel::bindings::vm_operations_struct = kernel::bindings::vm_operations_struct {
         fault: Some(Self::page_fault),
         huge_fault: Some(Self::huge_fault),
+        open: Some(Self::vma_open),
+        close: Some(Self::vma_close),
         ..pin_init::zeroed()
     };
 
@@ -417,6 +442,8 @@ impl<T: Exporter> ExporterOps<T> {
                 // reference on it until it goes away, so the dma-buf and its
                 // private data (`priv_`) outlive the VMA.
                 unsafe { vma.set_pfnmap(&Self::VM_OPS, (*dmabuf).priv_, attr) };
+                // The VMA made by mmap() gets no `open` call.
+                data.vma_open();
                 0
             }
             Err(e) => e.to_errno(),
@@ -437,6 +464,47 @@ impl<T: Exporter> ExporterOps<T> {
         // alive as long as the VMA (see there).
         let data = unsafe { Arc::<T>::borrow(fault.vma_data().cast()) };
         data.fault(fault, order).into_raw()
+    }
+
+    /// # Safety
+    ///
+    /// Called by the core MM as `vm_operations_struct.open` or `.close` for
+    /// a VMA set up by `mmap`.
+    unsafe fn vma_data<'a>(
+        vma: *mut kernel::bindings::vm_area_struct,
+    ) -> <Arc<T> as ForeignOwnable>::Borrowed<'a> {
+        // SAFETY: `mmap` set the private data to the dma-buf's `priv_`, which
+        // outlives the VMA.
+        unsafe { Arc::<T>::borrow((*vma).vm_private_data.cast()) }
+    }
+
+    /// # Safety
+    ///
+    /// See [`Self::vma_data`].
+    unsafe extern "C" fn vma_open(vma: *mut kernel::bindings::vm_area_struct) {
+        // SAFETY: Per the function's safety requirements.
+        unsafe { Self::vma_data(vma) }.vma_open();
+    }
+
+    /// # Safety
+    ///
+    /// See [`Self::vma_data`].
+    unsafe extern "C" fn vma_close(vma: *mut kernel::bindings::vm_area_struct) {
+        // SAFETY: Per the function's safety requirements.
+        unsafe { Self::vma_data(vma) }.vma_close();
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core as `dma_buf_ops.detach` for an attachment
+    /// `attach` accepted.
+    unsafe extern "C" fn detach(
+        dmabuf: *mut kernel::bindings::dma_buf,
+        attachment: *mut kernel::bindings::dma_buf_attachment,
+    ) {
+        // SAFETY: Per the function's safety requirements.
+        let (data, attachment) = unsafe { (Self::data(dmabuf), Attachment::from_raw(attachment)) };
+        data.detach(attachment);
     }
 
     /// # Safety

@@ -22,7 +22,7 @@
 use crate::dma_buf::{DmaBufRef, PhysRange};
 use crate::vfio::{bindings as uapi, Device};
 use crate::vm::{Fault, FaultOutcome, MemAttr, NewVma};
-use crate::{DmabufVfioPci, ExportedBar};
+use crate::{trace, DmabufVfioPci, ExportedBar};
 use kernel::{
     page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
@@ -68,6 +68,35 @@ fn block_pfn(ranges: &[PhysRange], pgoff: u64, pages: u64) -> Option<u64> {
 
 /// `vm_operations_struct.fault` (order 0) and `.huge_fault`.
 pub(crate) fn fault(bar: &ExportedBar, fault: &Fault, order: u32) -> FaultOutcome {
+    // Closed devices let go of their buffers: nothing to map then.
+    let Some(device) = bar.device_registration() else {
+        return FaultOutcome::SIGBUS;
+    };
+    let outcome = map_block(bar, &device, fault, order);
+    device.stats.faulted(order, outcome);
+    let result = if outcome == FaultOutcome::SIGBUS {
+        c"sigbus"
+    } else if outcome == FaultOutcome::FALLBACK {
+        c"fallback"
+    } else {
+        c"mapped"
+    };
+    trace::fault(
+        &bar.exporter,
+        bar.state.lock().ino,
+        fault.pgoff(),
+        order,
+        result,
+    );
+    outcome
+}
+
+fn map_block(
+    bar: &ExportedBar,
+    device: &Device<DmabufVfioPci>,
+    fault: &Fault,
+    order: u32,
+) -> FaultOutcome {
     let fallback = if order == 0 {
         FaultOutcome::SIGBUS
     } else {
@@ -91,10 +120,6 @@ pub(crate) fn fault(bar: &ExportedBar, fault: &Fault, order: u32) -> FaultOutcom
         return FaultOutcome::SIGBUS;
     };
 
-    // Closed devices let go of their buffers: nothing to map then.
-    let Some(device) = bar.device_registration() else {
-        return FaultOutcome::SIGBUS;
-    };
     let memory = device.core().memory_lock_read();
     let state = bar.state.lock();
     if state.revoked {

@@ -40,6 +40,15 @@ pub(crate) enum MapType {
 }
 
 impl MapType {
+    /// The name tracepoints and debugfs show.
+    pub(crate) fn name(self) -> &'static CStr {
+        match self {
+            Self::BusAddr => c"bus-address",
+            Self::ThruHostBridge => c"host-bridge",
+            Self::NotSupported => c"not-supported",
+        }
+    }
+
     /// The map type stored as a word (never zero).
     pub(crate) fn to_word(self) -> usize {
         self as usize

@@ -57,6 +57,13 @@ impl PciFunction {
         }
     }
 
+    /// The function's generic device.
+    pub(crate) fn device(&self) -> &device::Device {
+        // SAFETY: The function is valid (type invariant), and so is its
+        // embedded `struct device`, for as long as it.
+        unsafe { device::Device::from_raw(core::ptr::addr_of_mut!((*self.as_raw()).dev)) }
+    }
+
     pub(crate) fn as_raw(&self) -> *mut kernel::bindings::pci_dev {
         self.0.get()
     }

@@ -38,7 +38,7 @@
 
 use crate::pci_ext::{PCI_CAP_ID_AF, PCI_COMMAND, PCI_COMMAND_MEMORY};
 use crate::vfio::{CoreDevice, Device, DeviceRegistration, MemoryLockWrite};
-use crate::{dma_buf::DmaBufRef, wq, DmabufVfioPci, ExportedBar, Exports};
+use crate::{dma_buf::DmaBufRef, trace, wq, DmabufVfioPci, ExportedBar, Exports};
 use kernel::{
     impl_has_work, new_work,
     prelude::*,
@@ -65,6 +65,69 @@ const PCI_EXP_DEVCTL_BCR_FLR_HIGH: u8 = 0x80;
 const PCI_AF_CTRL: u16 = 4;
 const PCI_AF_CTRL_FLR: u8 = 0x01;
 
+/// Why buffers are revoked or given back: the events of the table above
+/// (tracepoints and debugfs name them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The device was closed (or unbound).
+    Close,
+    /// `VFIO_DEVICE_RESET`.
+    DeviceReset,
+    /// `VFIO_DEVICE_PCI_HOT_RESET` on the device's fd.
+    HotReset,
+    /// `PCI_COMMAND` memory enable cleared or set.
+    Memory,
+    /// PMCSR moved to D1-D3hot or back to D0.
+    PowerState,
+    /// A PCIe or AF function level reset.
+    Flr,
+    /// `LOW_POWER_ENTRY` (with or without wakeup) or `LOW_POWER_EXIT`.
+    LowPower,
+    /// A reset run by the PCI core (sysfs, a sibling's hot reset, ...).
+    PciReset,
+    /// An uncorrectable error froze the link (AER, DPC).
+    IoFrozen,
+    /// `DMABUF_VFIO_PCI_FEATURE_REVOKE`.
+    Request,
+}
+
+impl Cause {
+    /// Number of causes.
+    pub(crate) const COUNT: usize = 10;
+    /// Every cause, in index order.
+    pub(crate) const ALL: [Cause; Self::COUNT] = [
+        Cause::Close,
+        Cause::DeviceReset,
+        Cause::HotReset,
+        Cause::Memory,
+        Cause::PowerState,
+        Cause::Flr,
+        Cause::LowPower,
+        Cause::PciReset,
+        Cause::IoFrozen,
+        Cause::Request,
+    ];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    pub(crate) fn name(self) -> &'static CStr {
+        match self {
+            Cause::Close => c"close",
+            Cause::DeviceReset => c"device-reset",
+            Cause::HotReset => c"hot-reset",
+            Cause::Memory => c"memory-enable",
+            Cause::PowerState => c"power-state",
+            Cause::Flr => c"flr",
+            Cause::LowPower => c"low-power",
+            Cause::PciReset => c"pci-reset",
+            Cause::IoFrozen => c"io-frozen",
+            Cause::Request => c"revoke-request",
+        }
+    }
+}
+
 /// Whether the device's buffers may be accessible now.
 pub(crate) fn accessible(exports: &Exports, memory: &MemoryLockWrite<'_>) -> bool {
     exports.in_progress == 0 && !exports.low_power && !exports.lost_state && memory.memory_enabled()
@@ -72,7 +135,12 @@ pub(crate) fn accessible(exports: &Exports, memory: &MemoryLockWrite<'_>) -> boo
 
 /// Revokes `bar`: afterwards no importer holds a mapping of it, and no
 /// process a CPU mapping.
-fn revoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
+fn revoke(
+    dev: &Device<DmabufVfioPci>,
+    bar: &ExportedBar,
+    buf: &DmaBufRef<ExportedBar>,
+    cause: Cause,
+) {
     {
         let resv = buf.lock_resv();
         let mut state = bar.state.lock();
@@ -80,7 +148,10 @@ fn revoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
             return;
         }
         state.revoked = true;
+        let ino = state.ino;
         drop(state);
+        dev.stats.revoked(cause);
+        trace::revoke(&bar.exporter, ino, cause.name());
         // Faults check the mark under the state lock: every page mapped
         // before it was set is removed here, none is mapped after.
         buf.zap_cpu_mappings();
@@ -94,19 +165,32 @@ fn revoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
 }
 
 /// Lets importers map `bar` again, unless it was revoked for good.
-fn unrevoke(bar: &ExportedBar, buf: &DmaBufRef<ExportedBar>) {
+fn unrevoke(
+    dev: &Device<DmabufVfioPci>,
+    bar: &ExportedBar,
+    buf: &DmaBufRef<ExportedBar>,
+    cause: Cause,
+) {
     let resv = buf.lock_resv();
     let mut state = bar.state.lock();
-    if !state.revoked || state.device.is_none() {
+    if !state.revoked || state.permanent || state.device.is_none() {
         return;
     }
     state.revoked = false;
+    let ino = state.ino;
     drop(state);
+    dev.stats.unrevoked();
+    trace::unrevoke(&bar.exporter, ino, cause.name());
     resv.invalidate_mappings();
 }
 
 /// Brings every buffer of the device in line with whether it is accessible.
-fn sync(exports: &Exports, memory: &MemoryLockWrite<'_>) {
+fn sync(
+    dev: &Device<DmabufVfioPci>,
+    exports: &Exports,
+    memory: &MemoryLockWrite<'_>,
+    cause: Cause,
+) {
     // No buffers: the device may be closing, and vfio-pci-core frees the
     // config space that `accessible` reads without taking `memory_lock`.
     // With buffers listed it is open: closing drains the list under
@@ -119,34 +203,48 @@ fn sync(exports: &Exports, memory: &MemoryLockWrite<'_>) {
         // A buffer whose release began has no importers left.
         let Some(buf) = bar.dmabuf() else { continue };
         if accessible {
-            unrevoke(bar, &buf);
+            unrevoke(dev, bar, &buf, cause);
         } else {
-            revoke(bar, &buf);
+            revoke(dev, bar, &buf, cause);
+        }
+    }
+}
+
+/// Revokes every listed buffer without `memory_lock` (reset and error
+/// callbacks, where it may or may not be held).
+fn revoke_all(dev: &Device<DmabufVfioPci>, exports: &Exports, cause: Cause) {
+    for bar in exports.list.iter() {
+        if let Some(buf) = bar.dmabuf() {
+            revoke(dev, bar, &buf, cause);
         }
     }
 }
 
 /// Re-evaluates the device's buffers after an event completed.
-pub(crate) fn settle(dev: &Device<DmabufVfioPci>) {
+pub(crate) fn settle(dev: &Device<DmabufVfioPci>, cause: Cause) {
     let memory = dev.core().memory_lock_write();
-    sync(&dev.exports.lock(), &memory);
+    sync(dev, &dev.exports.lock(), &memory, cause);
 }
 
 /// Runs `event` (which resets or powers down the device) with every buffer
 /// revoked, then settles them.
-pub(crate) fn across_event<R>(dev: &Device<DmabufVfioPci>, event: impl FnOnce() -> R) -> R {
+pub(crate) fn across_event<R>(
+    dev: &Device<DmabufVfioPci>,
+    cause: Cause,
+    event: impl FnOnce() -> R,
+) -> R {
     {
         let memory = dev.core().memory_lock_write();
         let mut exports = dev.exports.lock();
         exports.in_progress += 1;
-        sync(&exports, &memory);
+        sync(dev, &exports, &memory, cause);
     }
     let ret = event();
     {
         let memory = dev.core().memory_lock_write();
         let mut exports = dev.exports.lock();
         exports.in_progress -= 1;
-        sync(&exports, &memory);
+        sync(dev, &exports, &memory, cause);
     }
     ret
 }
@@ -156,9 +254,10 @@ pub(crate) fn across_event<R>(dev: &Device<DmabufVfioPci>, event: impl FnOnce() 
 /// brings a device whose state an error recovery lost back to a known state.
 pub(crate) fn across_user_reset(
     dev: &Device<DmabufVfioPci>,
+    cause: Cause,
     reset: impl FnOnce() -> Result<isize>,
 ) -> Result<isize> {
-    across_event(dev, || {
+    across_event(dev, cause, || {
         let ret = reset();
         if ret.is_ok() {
             dev.exports.lock().lost_state = false;
@@ -180,11 +279,7 @@ pub(crate) fn user_restored(dev: &Device<DmabufVfioPci>) {
 pub(crate) fn io_frozen(dev: &Device<DmabufVfioPci>) {
     let mut exports = dev.exports.lock();
     exports.lost_state = true;
-    for bar in exports.list.iter() {
-        if let Some(buf) = bar.dmabuf() {
-            revoke(bar, &buf);
-        }
-    }
+    revoke_all(dev, &exports, Cause::IoFrozen);
 }
 
 /// A function reset begins.  `memory_lock` may already be held by the
@@ -193,11 +288,7 @@ pub(crate) fn io_frozen(dev: &Device<DmabufVfioPci>) {
 pub(crate) fn reset_prepare(dev: &Device<DmabufVfioPci>) {
     let mut exports = dev.exports.lock();
     exports.in_progress += 1;
-    for bar in exports.list.iter() {
-        if let Some(buf) = bar.dmabuf() {
-            revoke(bar, &buf);
-        }
-    }
+    revoke_all(dev, &exports, Cause::PciReset);
 }
 
 /// The function reset is done.  Settles the buffers now when `memory_lock`
@@ -214,7 +305,7 @@ pub(crate) fn reset_done(dev: &Device<DmabufVfioPci>) {
     }
     drop(exports);
     match dev.core().try_memory_lock_write() {
-        Some(memory) => sync(&dev.exports.lock(), &memory),
+        Some(memory) => sync(dev, &dev.exports.lock(), &memory, Cause::PciReset),
         None => settle_later(dev),
     }
 }
@@ -237,7 +328,7 @@ impl WorkItem for DeferredSettle {
 
     fn run(this: Pin<KBox<Self>>) {
         // Blocks until the path holding `memory_lock` is done.
-        settle(&this.dev);
+        settle(&this.dev, Cause::PciReset);
     }
 }
 
@@ -294,7 +385,7 @@ fn set_low_power(dev: &Device<DmabufVfioPci>, low_power: bool) {
     let memory = dev.core().memory_lock_write();
     let mut exports = dev.exports.lock();
     exports.low_power = low_power;
-    sync(&exports, &memory);
+    sync(dev, &exports, &memory, Cause::LowPower);
 }
 
 /// The device is being closed: revokes every buffer for good and lets go of
@@ -307,7 +398,7 @@ pub(crate) fn release_all(dev: &Device<DmabufVfioPci>) {
     exports.lost_state = false;
     for bar in exports.list.drain_all() {
         if let Some(buf) = bar.dmabuf() {
-            revoke(&bar, &buf);
+            revoke(dev, &bar, &buf, Cause::Close);
         }
         let device = bar.state.lock().device.take();
         drop(device);
@@ -324,29 +415,30 @@ pub(crate) fn revoke_for_good(dev: &Device<DmabufVfioPci>, fd: i32) -> Result {
         return Err(ENODEV);
     }
     let _memory = dev.core().memory_lock_write();
-    let mut exports = dev.exports.lock();
-    if bar.state.lock().device.is_none() {
-        return Err(EBADFD);
+    let _exports = dev.exports.lock();
+    {
+        let mut state = bar.state.lock();
+        if state.permanent || state.device.is_none() {
+            return Err(EBADFD);
+        }
+        // Never un-revoked from here on; it stays listed (debugfs shows it)
+        // until it is released or the device closes.
+        state.permanent = true;
     }
-    revoke(&bar, &buf);
-    // Without its device the buffer never un-revokes and fails new maps.
-    let device = bar.state.lock().device.take();
-    exports
-        .list
-        .retain(|listed| !core::ptr::eq(&**listed, &*bar));
-    drop(exports);
-    drop(device);
+    revoke(dev, &bar, &buf, Cause::Request);
     Ok(())
 }
 
 /// What a write to the device fd does to BAR accessibility.
 pub(crate) enum WriteEffect {
     /// It may disable memory decode, power the device down or reset it.
-    Unsafe,
+    Unsafe(Cause),
     /// It touches a register that may make the BARs accessible again.
     MaySettle {
         /// It sets `PCI_COMMAND` memory enable.
         enables_memory: bool,
+        /// The register.
+        cause: Cause,
     },
     /// Nothing that matters here.
     None,
@@ -384,20 +476,22 @@ pub(crate) fn config_write_effect(
     let mut effect = WriteEffect::None;
     if let Some(cmd) = written(PCI_COMMAND) {
         if cmd & PCI_COMMAND_MEMORY == 0 {
-            return WriteEffect::Unsafe;
+            return WriteEffect::Unsafe(Cause::Memory);
         }
         effect = WriteEffect::MaySettle {
             enables_memory: true,
+            cause: Cause::Memory,
         };
     }
     if let Some(pm) = pci.pm_cap() {
         if let Some(ctrl) = written(pm + PCI_PM_CTRL) {
             if ctrl & PCI_PM_CTRL_STATE_MASK != 0 {
-                return WriteEffect::Unsafe;
+                return WriteEffect::Unsafe(Cause::PowerState);
             }
             if let WriteEffect::None = effect {
                 effect = WriteEffect::MaySettle {
                     enables_memory: false,
+                    cause: Cause::PowerState,
                 };
             }
         }
@@ -405,12 +499,12 @@ pub(crate) fn config_write_effect(
     if let Some(pcie) = pci.pcie_cap() {
         if written(pcie + PCI_EXP_DEVCTL_HIGH).is_some_and(|b| b & PCI_EXP_DEVCTL_BCR_FLR_HIGH != 0)
         {
-            return WriteEffect::Unsafe;
+            return WriteEffect::Unsafe(Cause::Flr);
         }
     }
     if let Some(af) = pci.find_capability(PCI_CAP_ID_AF) {
         if written(af + PCI_AF_CTRL).is_some_and(|b| b & PCI_AF_CTRL_FLR != 0) {
-            return WriteEffect::Unsafe;
+            return WriteEffect::Unsafe(Cause::Flr);
         }
     }
     effect

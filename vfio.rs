@@ -275,6 +275,39 @@ impl Drop for MemoryLockWrite<'_> {
     }
 }
 
+/// A pointer from a device's driver data back to the device.
+///
+/// # Invariants
+///
+/// Points to the [`Device<T>`] whose driver data holds this value, so the
+/// device is valid as long as the value exists.
+pub(crate) struct BackRef<T: VariantDriver>(NonNull<Device<T>>);
+
+// SAFETY: Only shared references to the device are handed out; `Device<T>`
+// is `Sync` (`T: Sync`, the core device synchronizes itself).
+unsafe impl<T: VariantDriver> Send for BackRef<T> {}
+// SAFETY: As above.
+unsafe impl<T: VariantDriver> Sync for BackRef<T> {}
+
+impl<T: VariantDriver> BackRef<T> {
+    /// # Safety
+    ///
+    /// The value must be stored in `dev`'s driver data (and not moved out).
+    pub(crate) unsafe fn new(dev: &Device<T>) -> Self {
+        // INVARIANT: The caller keeps the value inside the device's data.
+        Self(NonNull::from(dev))
+    }
+}
+
+impl<T: VariantDriver> core::ops::Deref for BackRef<T> {
+    type Target = Device<T>;
+
+    fn deref(&self) -> &Device<T> {
+        // SAFETY: By the type invariant the device outlives the value.
+        unsafe { self.0.as_ref() }
+    }
+}
+
 /// A reference on a device's vfio registration.
 ///
 /// # Invariants
@@ -377,6 +410,9 @@ pub(crate) trait VariantDriver: Send + Sync + Sized + 'static {
 
     /// The reset announced by [`VariantDriver::reset_prepare`] is done.
     fn reset_done(_dev: &Device<Self>) {}
+
+    /// The device is registered with vfio: the driver's data is complete.
+    fn probed(_dev: &Device<Self>) {}
 
     /// An uncorrectable error froze the device's link, or it failed for
     /// good (AER, DPC): error recovery resets the device without
@@ -596,6 +632,8 @@ impl<T: VariantDriver> Registration<T> {
                 unsafe { bindings::dmabuf_vfio_put_device(vdev) };
                 return Err(Error::from_errno(ret));
             }
+            // SAFETY: Probe succeeded: the device is bound.
+            T::probed(unsafe { Self::bound_device(pdev) });
             Ok(0)
         })
     }

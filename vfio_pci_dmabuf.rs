@@ -13,16 +13,24 @@
 use core::ptr;
 use kernel::{
     alloc::flags,
+    device,
     prelude::*,
-    sync::{Arc, CondVar, Mutex},
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        Arc, CondVar, Mutex,
+    },
     uaccess::{UserPtr, UserSlice},
 };
 
+mod debugfs;
 mod dma_buf;
+mod global;
 mod mmap;
 mod p2pdma;
 mod pci_ext;
 mod revoke;
+mod trace;
 mod vfio;
 mod vm;
 mod wq;
@@ -48,8 +56,63 @@ module! {
 /// dma-buf's reservation lock → [`ExportedBar::state`].
 #[pin_data]
 struct DmabufVfioPci {
+    /// The device's debugfs directory; declared first, so it is removed
+    /// (and its readers are done) before the data it shows is dropped.
+    #[pin]
+    debugfs: Mutex<Option<debugfs::DeviceDir>>,
     #[pin]
     exports: Mutex<Exports>,
+    /// What happened to the device's buffers (debugfs).
+    stats: Stats,
+}
+
+/// Counters of a device's buffers, shown in debugfs.
+struct Stats {
+    exports: Atomic<u64>,
+    revokes: [Atomic<u64>; revoke::Cause::COUNT],
+    unrevokes: Atomic<u64>,
+    /// CPU faults that mapped, by size: page, PMD, PUD.
+    faults: [Atomic<u64>; 3],
+    /// Huge faults that fell back to a smaller size.
+    fallbacks: Atomic<u64>,
+    /// CPU faults answered with `SIGBUS`.
+    sigbus: Atomic<u64>,
+}
+
+impl Stats {
+    const fn new() -> Self {
+        Self {
+            exports: Atomic::new(0),
+            revokes: [const { Atomic::new(0) }; revoke::Cause::COUNT],
+            unrevokes: Atomic::new(0),
+            faults: [const { Atomic::new(0) }; 3],
+            fallbacks: Atomic::new(0),
+            sigbus: Atomic::new(0),
+        }
+    }
+
+    fn revoked(&self, cause: revoke::Cause) {
+        self.revokes[cause.index()].add(1, Relaxed);
+    }
+
+    fn unrevoked(&self) {
+        self.unrevokes.add(1, Relaxed);
+    }
+
+    fn faulted(&self, order: u32, outcome: FaultOutcome) {
+        if outcome == FaultOutcome::SIGBUS {
+            self.sigbus.add(1, Relaxed);
+        } else if outcome == FaultOutcome::FALLBACK {
+            self.fallbacks.add(1, Relaxed);
+        } else {
+            let size = match order {
+                0 => 0,
+                o if o < 18 => 1,
+                _ => 2,
+            };
+            self.faults[size].add(1, Relaxed);
+        }
+    }
 }
 
 /// The device's exported buffers and what keeps them revoked.
@@ -70,13 +133,21 @@ impl VariantDriver for DmabufVfioPci {
 
     fn init(_core: &CoreDevice) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            debugfs <- kernel::new_mutex!(None),
             exports <- kernel::new_mutex!(Exports {
                 list: KVec::new(),
                 in_progress: 0,
                 low_power: false,
                 lost_state: false,
             }),
+            stats: Stats::new(),
         })
+    }
+
+    fn probed(dev: &Device<Self>) {
+        // SAFETY: The reference is stored in `dev`'s own data.
+        let back = unsafe { vfio::BackRef::new(dev) };
+        *dev.debugfs.lock() = debugfs::create_device_dir(dev.core().pci().device().name(), back);
     }
 
     fn close_device(dev: &Device<Self>) {
@@ -145,8 +216,15 @@ impl VariantDriver for DmabufVfioPci {
         match cmd {
             // Without a reset method the core refuses the reset and touches nothing.
             revoke::VFIO_DEVICE_RESET if !dev.core().reset_works() => dev.core().ioctl(cmd, arg),
-            revoke::VFIO_DEVICE_RESET | revoke::VFIO_DEVICE_PCI_HOT_RESET => {
-                revoke::across_user_reset(dev, || dev.core().ioctl(cmd, arg))
+            revoke::VFIO_DEVICE_RESET => {
+                revoke::across_user_reset(dev, revoke::Cause::DeviceReset, || {
+                    dev.core().ioctl(cmd, arg)
+                })
+            }
+            revoke::VFIO_DEVICE_PCI_HOT_RESET => {
+                revoke::across_user_reset(dev, revoke::Cause::HotReset, || {
+                    dev.core().ioctl(cmd, arg)
+                })
             }
             _ => dev.core().ioctl(cmd, arg),
         }
@@ -154,15 +232,18 @@ impl VariantDriver for DmabufVfioPci {
 
     fn write(dev: &Device<Self>, buf: UserPtr, count: usize, pos: &mut i64) -> Result<isize> {
         match revoke::config_write_effect(dev.core(), buf, count, *pos) {
-            revoke::WriteEffect::Unsafe => {
-                revoke::across_event(dev, || dev.core().write(buf, count, pos))
+            revoke::WriteEffect::Unsafe(cause) => {
+                revoke::across_event(dev, cause, || dev.core().write(buf, count, pos))
             }
-            revoke::WriteEffect::MaySettle { enables_memory } => {
+            revoke::WriteEffect::MaySettle {
+                enables_memory,
+                cause,
+            } => {
                 let ret = dev.core().write(buf, count, pos);
                 if enables_memory && ret.is_ok() {
                     revoke::user_restored(dev);
                 }
-                revoke::settle(dev);
+                revoke::settle(dev, cause);
                 ret
             }
             revoke::WriteEffect::None => dev.core().write(buf, count, pos),
@@ -274,12 +355,17 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
             size,
             provider,
             owner: dev.core().id(),
+            exporter: pci.device().into(),
             state <- kernel::new_mutex!(BufferState {
                 revoked: false,
+                permanent: false,
                 mappings: 0,
                 device: Some(registration),
                 dmabuf: None,
+                ino: 0,
                 memattr: MemAttr::Uncached,
+                attachments: KVec::new(),
+                cpu_mappings: 0,
             }),
             unmapped <- kernel::new_condvar!(),
         }),
@@ -298,16 +384,29 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
         // or an event is in progress starts revoked.
         state.revoked = !revoke::accessible(&exports, &memory);
         state.dmabuf = Some(buf.raw());
+        state.ino = buf.ino();
+        trace::export(&bar.exporter, state.ino, bar.size, bar.ranges.len() as u32);
         drop(state);
         exports.list.push(bar, GFP_KERNEL)?;
     }
+    dev.stats.exports.add(1, Relaxed);
     buf.into_fd(open_flags)
+}
+
+/// An importer attached to a buffer.
+struct AttachedImporter {
+    /// Identifies the attachment (its address); only compared.
+    id: usize,
+    importer: ARef<device::Device>,
+    map_type: MapType,
 }
 
 /// What changes over an exported buffer's life.
 struct BufferState {
     /// Importers may not map, and CPU mappings fault.
     revoked: bool,
+    /// Revoked for good (`DMABUF_VFIO_PCI_FEATURE_REVOKE`).
+    permanent: bool,
     /// DMA mappings handed to importers and not yet unmapped.
     mappings: usize,
     /// The exporting device, until it is closed (then the buffer is revoked
@@ -317,6 +416,12 @@ struct BufferState {
     dmabuf: Option<RawDmaBuf<ExportedBar>>,
     /// How new CPU mappings map the BAR.
     memattr: MemAttr,
+    /// The dma-buf's inode number: the buffer's name in traces.
+    ino: u64,
+    /// Attached importers.
+    attachments: KVec<AttachedImporter>,
+    /// Live VMAs mapping the buffer.
+    cpu_mappings: usize,
 }
 
 /// One exported dma-buf: ranges of one BAR.
@@ -330,6 +435,8 @@ struct ExportedBar {
     provider: P2pProvider,
     /// Identifies the exporting device ([`CoreDevice::id`]).
     owner: usize,
+    /// The exporting PCI function (names it in traces, after close too).
+    exporter: ARef<device::Device>,
     #[pin]
     state: Mutex<BufferState>,
     /// Signalled when `mappings` drops to zero.
@@ -375,8 +482,23 @@ impl Exporter for ExportedBar {
         // The route cannot change while attached (the kernel caches it per
         // importer too): decide it once here, not on every map.
         let kind = p2pdma::importer_map_type(device.core().pci(), attachment.dev())?;
+        let mut state = state;
+        state.attachments.push(
+            AttachedImporter {
+                id: attachment.id(),
+                importer: attachment.dev().into(),
+                map_type: kind,
+            },
+            GFP_KERNEL,
+        )?;
         attachment.set_exporter_data(kind.to_word());
+        trace::attach(&self.exporter, state.ino, attachment.dev(), kind.name());
         Ok(())
+    }
+
+    fn detach(&self, attachment: &Attachment) {
+        let id = attachment.id();
+        self.state.lock().attachments.retain(|a| a.id != id);
     }
 
     fn map(
@@ -388,7 +510,8 @@ impl Exporter for ExportedBar {
         if state.revoked {
             return Err(ENODEV);
         }
-        let table = match MapType::from_word(attachment.exporter_data()).ok_or(EINVAL)? {
+        let kind = MapType::from_word(attachment.exporter_data()).ok_or(EINVAL)?;
+        let table = match kind {
             MapType::BusAddr => DmaTable::bus_addresses(attachment.dev(), &self.ranges, |p| {
                 self.provider.bus_addr(p)
             })?,
@@ -398,18 +521,30 @@ impl Exporter for ExportedBar {
             MapType::NotSupported => return Err(EINVAL),
         };
         state.mappings += 1;
-        Ok(table.into_raw())
+        let table = table.into_raw();
+        trace::map(
+            &self.exporter,
+            state.ino,
+            attachment.dev(),
+            kind.name(),
+            // SAFETY: `into_raw` returns a valid table.
+            unsafe { table.as_ref() }.nents,
+        );
+        Ok(table)
     }
 
     fn unmap(
         &self,
-        _attachment: &Attachment,
+        attachment: &Attachment,
         sgt: ptr::NonNull<kernel::bindings::sg_table>,
         dir: DmaDirection,
     ) {
         // SAFETY: The dma-buf core hands back a table `map` returned.
         unsafe { DmaTable::from_raw(sgt) }.unmap(dir);
         let mut state = self.state.lock();
+        if let Some(kind) = MapType::from_word(attachment.exporter_data()) {
+            trace::unmap(&self.exporter, state.ino, attachment.dev(), kind.name());
+        }
         state.mappings -= 1;
         if state.mappings == 0 {
             self.unmapped.notify_all();
@@ -424,6 +559,15 @@ impl Exporter for ExportedBar {
         mmap::fault(self, fault, order)
     }
 
+    fn vma_open(&self) {
+        self.state.lock().cpu_mappings += 1;
+    }
+
+    fn vma_close(&self) {
+        let mut state = self.state.lock();
+        state.cpu_mappings = state.cpu_mappings.saturating_sub(1);
+    }
+
     fn release(&self) {
         let device = self.state.lock().device.take();
         if let Some(device) = device {
@@ -433,17 +577,21 @@ impl Exporter for ExportedBar {
 }
 
 struct DmabufVfioPciModule {
-    // Dropped first: unbinding every device ends the work they queue.
+    // Dropped first: unbinding every device ends the work they queue and
+    // removes their debugfs directories.
     _driver: Registration<DmabufVfioPci>,
     _queue: wq::ModuleQueue,
+    _debugfs: global::Published<kernel::debugfs::Dir>,
 }
 
 impl kernel::Module for DmabufVfioPciModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let queue = wq::ModuleQueue::new(c"dmabuf_vfio_pci")?;
+        let debugfs = debugfs::create_root()?;
         Ok(Self {
             _driver: Registration::new()?,
             _queue: queue,
+            _debugfs: debugfs,
         })
     }
 }

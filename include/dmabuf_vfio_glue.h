@@ -52,4 +52,18 @@ void dmabuf_vfio_vma_set_pfnmap(struct vm_area_struct *vma,
 				const struct vm_operations_struct *ops,
 				void *data, bool write_combine);
 
+/* Tracepoints (trace.c, events in dmabuf_vfio_trace.h). */
+void dmabuf_vfio_trace_export(struct device *dev, u64 ino, u64 size,
+			      u32 nr_ranges);
+void dmabuf_vfio_trace_attach(struct device *dev, u64 ino,
+			      struct device *importer, const char *map_type);
+void dmabuf_vfio_trace_map(struct device *dev, u64 ino, struct device *importer,
+			   const char *map_type, u32 nents);
+void dmabuf_vfio_trace_unmap(struct device *dev, u64 ino,
+			     struct device *importer, const char *map_type);
+void dmabuf_vfio_trace_revoke(struct device *dev, u64 ino, const char *cause);
+void dmabuf_vfio_trace_unrevoke(struct device *dev, u64 ino, const char *cause);
+void dmabuf_vfio_trace_fault(struct device *dev, u64 ino, unsigned long pgoff,
+			     unsigned int order, const char *result);
+
 #endif /* DMABUF_VFIO_GLUE_H */

@@ -85,10 +85,12 @@ static void second_process(int sock)
 	read(sock, &go, 1);
 	if (sigsetjmp(on_bus, 1)) {
 		printf("  [client %d] reading again: SIGBUS, cut off\n", getpid());
+		fflush(stdout);
 		_exit(0);
 	}
 	printf("  [client %d] reading again: \"%s\" (NOT cut off)\n", getpid(),
 	       (const char *)m + PAGE);
+	fflush(stdout);
 	_exit(1);
 }
 

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The driver's tracepoints (`events/dmabuf_vfio_pci/` in tracefs).
+//!
+//! The events are defined in C (`include/dmabuf_vfio_trace.h`, `trace.c`);
+//! these are the calls into them.  A buffer is named by its dma-buf's inode
+//! number, which user space reads with `fstat()` on the dma-buf fd.
+
+use crate::{pci_ext::raw_device as raw, vfio::bindings};
+use kernel::{device::Device, prelude::*};
+
+/// A buffer was exported.
+pub(crate) fn export(dev: &Device, ino: u64, size: u64, nr_ranges: u32) {
+    // SAFETY: `dev` is a valid device; the tracepoint only reads its name.
+    unsafe { bindings::dmabuf_vfio_trace_export(raw(dev), ino, size, nr_ranges) };
+}
+
+/// `importer` attached; `map_type` is the route its maps will take.
+pub(crate) fn attach(dev: &Device, ino: u64, importer: &Device, map_type: &CStr) {
+    // SAFETY: Valid devices and a valid C string, only read during the call.
+    unsafe {
+        bindings::dmabuf_vfio_trace_attach(raw(dev), ino, raw(importer), map_type.as_char_ptr())
+    };
+}
+
+/// `importer` mapped the buffer into `nents` DMA entries.
+pub(crate) fn map(dev: &Device, ino: u64, importer: &Device, map_type: &CStr, nents: u32) {
+    // SAFETY: As above.
+    unsafe {
+        bindings::dmabuf_vfio_trace_map(raw(dev), ino, raw(importer), map_type.as_char_ptr(), nents)
+    };
+}
+
+/// `importer` unmapped the buffer.
+pub(crate) fn unmap(dev: &Device, ino: u64, importer: &Device, map_type: &CStr) {
+    // SAFETY: As above.
+    unsafe {
+        bindings::dmabuf_vfio_trace_unmap(raw(dev), ino, raw(importer), map_type.as_char_ptr())
+    };
+}
+
+/// The buffer was revoked because of `cause`.
+pub(crate) fn revoke(dev: &Device, ino: u64, cause: &CStr) {
+    // SAFETY: As above.
+    unsafe { bindings::dmabuf_vfio_trace_revoke(raw(dev), ino, cause.as_char_ptr()) };
+}
+
+/// The buffer became accessible again after `cause`.
+pub(crate) fn unrevoke(dev: &Device, ino: u64, cause: &CStr) {
+    // SAFETY: As above.
+    unsafe { bindings::dmabuf_vfio_trace_unrevoke(raw(dev), ino, cause.as_char_ptr()) };
+}
+
+/// A CPU access faulted at page `pgoff` of the buffer.
+pub(crate) fn fault(dev: &Device, ino: u64, pgoff: usize, order: u32, result: &CStr) {
+    // SAFETY: As above.
+    unsafe { bindings::dmabuf_vfio_trace_fault(raw(dev), ino, pgoff, order, result.as_char_ptr()) };
+}
