@@ -5,6 +5,7 @@
 #   make              build dmabuf-vfio-pci.ko (against the cached test kernel,
 #                     or KDIR=/path/to/a/Rust-enabled/kernel/build/tree)
 #   make demo         install deps, build everything, boot a guest, show it work
+#   make bench        our exporter against in-tree vfio-pci's, side by side
 #   make check        lint + every guest selftest; ends with "N passed, N failed"
 #   make headers_install [INSTALL_HDR_PATH=/usr]
 #                     install the uAPI header (linux/dmabuf_vfio_pci.h)
@@ -30,7 +31,7 @@ KMAKE = $(ENV) $(MAKE) -C $(KDIR) M=$(src) LLVM=$(LLVM) BINDGEN=$$BINDGEN \
 RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs))
 C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)
 
-.PHONY: all modules deps kernel demo check lint fmt rustfmt-check clippy \
+.PHONY: all modules deps kernel demo bench check lint fmt rustfmt-check clippy \
 	checkpatch selftests headers_install clean
 
 all: modules
@@ -78,6 +79,9 @@ selftests: modules
 
 demo: deps selftests
 	@$(src)/tools/selftests/run.sh --demo
+
+bench: deps selftests
+	@$(src)/tools/selftests/run.sh --bench
 
 check: deps kernel
 	@$(src)/scripts/check.sh

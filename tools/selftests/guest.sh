@@ -5,7 +5,7 @@
 # dmabuf-vfio-pci, binds the test devices with driver_override, runs every
 # selftest and records one TAP line per test in $RES/results.tap.
 #
-#   guest.sh check|demo|amd RESULTS_DIR
+#   guest.sh check|demo|bench|amd RESULTS_DIR
 #
 # amd: the boot with an AMD Zen CPU model runs only the P2P topology tests;
 # its verdicts are named "amd/...".
@@ -163,6 +163,14 @@ if [ "$MODE" = demo ]; then
 	say ""
 	say "Peer-to-peer through a dma-buf:"
 	"$HERE/dmabuf_demo"
+	say ""
+fi
+
+# --- Benchmark ----------------------------------------------------------------
+if [ "$MODE" = bench ]; then
+	say ""
+	say "== dmabuf-vfio-pci bench ($(uname -r), $(date -u +%F)) =="
+	"$HERE/dmabuf_bench"
 	say ""
 fi
 

@@ -29,6 +29,7 @@
 #                          hot reset resets ours too)
 # edu's DMA engine takes 64-bit addresses (dma_mask), so it can reach BARs.
 #
+#   run.sh --bench    runs the benchmark (make bench) and prints its table
 #   run.sh --amd      boots with an AMD Zen CPU model (-cpu EPYC), where Linux
 #                     routes P2P through the host bridge, and runs only the
 #                     P2P topology tests (results in results-amd/)
@@ -43,6 +44,7 @@ RES=$HERE/results
 CPU=()
 case "${1:-}" in
 --demo) MODE=demo ;;
+--bench) MODE=bench RES=$HERE/results-bench ;;
 --amd) MODE=amd RES=$HERE/results-amd CPU=(-cpu EPYC) ;;
 esac
 KDIR=${KDIR:-$("$TOP/scripts/kernel.sh" --path)}
@@ -110,6 +112,9 @@ echo "[run] guest ran $(( $(date +%s) - start )) s (vng exit $vng_rc)"
 if [ "$MODE" = demo ]; then
 	grep -v -E '^(ok|not ok) - bind_' "$RES/console.log" | sed -n '/== dmabuf-vfio-pci demo/,$p'
 fi
+if [ "$MODE" = bench ]; then
+	sed -n '/== dmabuf-vfio-pci bench/,$p' "$RES/console.log" | grep -v -E '^(ok|not ok) - '
+fi
 
 # --- Judge the run --------------------------------------------------------
 pass=0 fail=0 skip=0
@@ -147,5 +152,5 @@ fi
 	[ -f "$RES/complete" ] || echo "not ok - ${P}guest finished"
 	if [ -z "$splats" ]; then echo "ok - ${P}guest kernel log clean"; else echo "not ok - ${P}guest kernel log clean"; fi
 } >"$RES/final.tap"
-[ "$MODE" != demo ] && cat "$RES/final.tap"
+[ "$MODE" = check ] || [ "$MODE" = amd ] && cat "$RES/final.tap"
 [ "$fail" = 0 ]

@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * make bench: dmabuf-vfio-pci against in-tree vfio-pci's C exporter, side by
+ * side in one guest.  SW_IVSHMEM (ours) and VFIO_IVSHMEM (vfio-pci) are
+ * identical 8 GiB ivshmem devices behind one switch; SW_EDU imports.
+ *
+ * Every figure is the median of repeated runs (min-max after it); absolute
+ * times under TCG mean little, the ratio ours/theirs in one run does.
+ */
+#include <sys/resource.h>
+#include <time.h>
+
+#include "dmabuf_util.h"
+#include "linux/dmabuf_vfio_pci.h"
+
+#define MIB	(1ull << 20)
+#define GIB	(1ull << 30)
+#define RUNS	15
+
+struct side {
+	const char *name, *bdf;
+	struct vfio_handle h;
+	volatile uint8_t *bar;	/* device-fd mapping, first 64 MiB */
+};
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct stat3 {
+	double med, min, max;
+};
+
+static struct stat3 summarize(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return (struct stat3){ v[n / 2], v[0], v[n - 1] };
+}
+
+static void row(const char *what, const char *unit, struct stat3 ours, struct stat3 theirs,
+		bool lower_is_better)
+{
+	double ratio = theirs.med ? ours.med / theirs.med : 0;
+
+	printf("%-44s %10.1f (%.1f-%.1f) %10.1f (%.1f-%.1f) %6.2fx %s%s\n", what,
+	       ours.med, ours.min, ours.max, theirs.med, theirs.min, theirs.max, ratio, unit,
+	       lower_is_better ? (ratio <= 1.0 ? "" : "  <- behind") :
+				 (ratio >= 1.0 ? "" : "  <- behind"));
+}
+
+static int export_n(int device, int nr, uint64_t len)
+{
+	struct {
+		struct vfio_device_feature hdr;
+		struct vfio_device_feature_dma_buf get;
+		struct vfio_region_dma_range r[16];
+	} req = {
+		.hdr = {
+			.argsz = sizeof(req),
+			.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
+		},
+		.get = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = nr },
+	};
+
+	/* Separate ranges with a page between: nothing merges. */
+	for (int i = 0; i < nr; i++)
+		req.r[i] = (struct vfio_region_dma_range){ i * 2 * len, len };
+	return ioctl(device, VFIO_DEVICE_FEATURE, &req);
+}
+
+static struct stat3 time_export(struct side *s, int nr)
+{
+	double v[RUNS];
+
+	for (int r = 0; r < RUNS; r++) {
+		double t = now_us();
+
+		for (int i = 0; i < 20; i++)
+			close(export_n(s->h.device, nr, PAGE));
+		v[r] = (now_us() - t) / 20;
+	}
+	return summarize(v, RUNS);
+}
+
+static struct stat3 time_import(struct side *s, const char *importer)
+{
+	int buf = export_n(s->h.device, 1, 16 * PAGE);
+	struct importer_map m;
+	double v[RUNS];
+
+	for (int r = 0; r < RUNS; r++) {
+		double t = now_us();
+
+		for (int i = 0; i < 10; i++) {
+			int imp = importer_open(importer, buf, IMPORTER_DYNAMIC_P2P);
+
+			importer_map(imp, &m);
+			ioctl(imp, IMPORTER_UNMAP);
+			close(imp);
+		}
+		v[r] = (now_us() - t) / 10;
+	}
+	close(buf);
+	return summarize(v, RUNS);
+}
+
+/* Memory off then on: every buffer revoked (importers unmap) and given back. */
+static struct stat3 time_revoke(struct side *s, const char *importer, int k, int m)
+{
+	int *bufs = calloc(k, sizeof(int)), *imps = calloc(k * m, sizeof(int));
+	struct importer_map map;
+	double v[5];
+
+	for (int i = 0; i < k; i++)
+		bufs[i] = export_n(s->h.device, 1, 4 * PAGE);
+	for (int i = 0; i < k * m; i++) {
+		imps[i] = importer_open(importer, bufs[i / m], IMPORTER_DYNAMIC_P2P);
+		importer_map(imps[i], &map);
+	}
+	for (int r = 0; r < 5; r++) {
+		double t = now_us();
+
+		set_memory_enable(s->h.device, 0);
+		set_memory_enable(s->h.device, 1);
+		v[r] = now_us() - t;
+		for (int i = 0; i < k * m; i++)
+			importer_map(imps[i], &map);
+	}
+	for (int i = 0; i < k * m; i++)
+		close(imps[i]);
+	for (int i = 0; i < k; i++)
+		close(bufs[i]);
+	free(imps);
+	free(bufs);
+	return summarize(v, 5);
+}
+
+static long minflt(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+static volatile uint8_t *map_aligned(int fd, size_t len, off_t off)
+{
+	uint8_t *area = mmap(NULL, 2 * len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint8_t *at = (uint8_t *)(((uintptr_t)area + len - 1) & ~(len - 1));
+
+	return mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, off);
+}
+
+/* Touch every page of a 1 GiB aligned mapping: time, and faults taken. */
+static struct stat3 time_touch(int fd, off_t off, double *faults)
+{
+	double v[3];
+
+	for (int r = 0; r < 3; r++) {
+		volatile uint8_t *p = map_aligned(fd, GIB, off);
+		long before = minflt();
+		double t = now_us();
+
+		for (uint64_t o = 0; o < GIB; o += PAGE)
+			(void)p[o];
+		v[r] = (now_us() - t) / 1000;
+		*faults = minflt() - before;
+		munmap((void *)p, GIB);
+	}
+	return summarize(v, 3);
+}
+
+/* MiB/s reading or writing 16 MiB through @p. */
+static struct stat3 bandwidth(volatile uint8_t *p, bool write)
+{
+	static uint8_t tmp[16 * MIB];
+	double v[5];
+
+	for (int r = 0; r < 5; r++) {
+		double t = now_us();
+
+		if (write)
+			memcpy((void *)p, tmp, sizeof(tmp));
+		else
+			memcpy(tmp, (void *)p, sizeof(tmp));
+		v[r] = 16.0 / ((now_us() - t) / 1e6);
+	}
+	return summarize(v, 5);
+}
+
+int main(void)
+{
+	struct side ours = { "dmabuf-vfio-pci", test_dev("SW_IVSHMEM") };
+	struct side theirs = { "vfio-pci", test_dev("VFIO_IVSHMEM") };
+	const char *importer = test_dev("SW_EDU");
+	struct rlimit rl = { 65536, 65536 };
+	struct side *sides[] = { &ours, &theirs };
+	static const int km[][2] = { { 1, 1 }, { 16, 1 }, { 64, 1 }, { 1, 16 }, { 1, 64 },
+				     { 16, 16 }, { 64, 64 } };
+	double faults_ours, faults_theirs;
+	char what[64];
+	int buf;
+
+	if (!ours.bdf || !theirs.bdf || !importer) {
+		printf("bench: test devices not set\n");
+		return 1;
+	}
+	setrlimit(RLIMIT_NOFILE, &rl);
+	for (int i = 0; i < 2; i++) {
+		if (vfio_open_cdev(sides[i]->bdf, &sides[i]->h) ||
+		    set_memory_enable(sides[i]->h.device, 1)) {
+			printf("bench: cannot open %s\n", sides[i]->bdf);
+			return 1;
+		}
+		sides[i]->bar = vfio_mmap_bar(sides[i]->h.device, 2, 0, 64 * MIB);
+	}
+
+	printf("%-44s %24s %24s %7s\n", "", "dmabuf-vfio-pci", "vfio-pci (C)", "ratio");
+	row("export + close, 1 range", "us", time_export(&ours, 1), time_export(&theirs, 1), true);
+	row("export + close, 16 ranges", "us", time_export(&ours, 16), time_export(&theirs, 16), true);
+	row("attach + map + unmap + detach (bus address)", "us", time_import(&ours, importer),
+	    time_import(&theirs, importer), true);
+	for (unsigned int i = 0; i < sizeof(km) / sizeof(km[0]); i++) {
+		snprintf(what, sizeof(what), "revoke + un-revoke, %d bufs x %d importers",
+			 km[i][0], km[i][1]);
+		row(what, "us", time_revoke(&ours, importer, km[i][0], km[i][1]),
+		    time_revoke(&theirs, importer, km[i][0], km[i][1]), true);
+	}
+
+	/* CPU mappings: ours through a dma-buf, theirs through the device fd. */
+	buf = export_n(ours.h.device, 1, GIB);
+	row("touch 1 GiB (1 GiB aligned)", "ms", time_touch(buf, 0, &faults_ours),
+	    time_touch(theirs.h.device, (off_t)2 << 40, &faults_theirs), true);
+	printf("%-44s %24.0f %24.0f   (minimum: 1, one PUD)\n", "  faults taken", faults_ours,
+	       faults_theirs);
+	close(buf);
+
+	buf = export_n(ours.h.device, 1, 16 * MIB);
+	{
+		volatile uint8_t *m = mmap(NULL, 16 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED, buf, 0);
+		struct {
+			struct vfio_device_feature hdr;
+			struct dmabuf_vfio_pci_memattr a;
+		} wc = {
+			.hdr = { .argsz = sizeof(wc),
+				 .flags = VFIO_DEVICE_FEATURE_SET | DMABUF_VFIO_PCI_FEATURE_MEMATTR },
+			.a = { .dmabuf_fd = buf, .memattr = DMABUF_VFIO_PCI_MEMATTR_WC },
+		};
+		volatile uint8_t *w;
+
+		row("read bandwidth, dma-buf vs device-fd map", "MiB/s", bandwidth(m, false),
+		    bandwidth(ours.bar, false), false);
+		row("write bandwidth, dma-buf vs device-fd map", "MiB/s", bandwidth(m, true),
+		    bandwidth(ours.bar, true), false);
+		ioctl(ours.h.device, VFIO_DEVICE_FEATURE, &wc);
+		w = mmap(NULL, 16 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED, buf, 0);
+		row("write bandwidth, write-combining vs uncached", "MiB/s", bandwidth(w, true),
+		    bandwidth(m, true), false);
+		munmap((void *)w, 16 * MIB);
+		munmap((void *)m, 16 * MIB);
+	}
+	close(buf);
+	return 0;
+}
