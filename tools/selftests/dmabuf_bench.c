@@ -7,6 +7,7 @@
  * Every figure is the median of repeated runs (min-max after it); absolute
  * times under TCG mean little, the ratio ours/theirs in one run does.
  */
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -16,6 +17,7 @@
 #define MIB	(1ull << 20)
 #define GIB	(1ull << 30)
 #define RUNS	15
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
 struct side {
 	const char *name, *bdf;
@@ -201,8 +203,8 @@ static struct stat3 bandwidth(volatile uint8_t *p, bool write)
 
 int main(void)
 {
-	struct side ours = { "dmabuf-vfio-pci", test_dev("SW_IVSHMEM") };
-	struct side theirs = { "vfio-pci", test_dev("VFIO_IVSHMEM") };
+	struct side ours = { .name = "dmabuf-vfio-pci", .bdf = test_dev("SW_IVSHMEM") };
+	struct side theirs = { .name = "vfio-pci", .bdf = test_dev("VFIO_IVSHMEM") };
 	const char *importer = test_dev("SW_EDU");
 	struct rlimit rl = { 65536, 65536 };
 	struct side *sides[] = { &ours, &theirs };
@@ -231,7 +233,7 @@ int main(void)
 	row("export + close, 16 ranges", "us", time_export(&ours, 16), time_export(&theirs, 16), true);
 	row("attach + map + unmap + detach (bus address)", "us", time_import(&ours, importer),
 	    time_import(&theirs, importer), true);
-	for (unsigned int i = 0; i < sizeof(km) / sizeof(km[0]); i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(km); i++) {
 		snprintf(what, sizeof(what), "revoke + un-revoke, %d bufs x %d importers",
 			 km[i][0], km[i][1]);
 		row(what, "us", time_revoke(&ours, importer, km[i][0], km[i][1]),
