@@ -23,7 +23,7 @@
 //!   host bridges of [`HOST_BRIDGE_ALLOW_LIST`] are trusted to route.
 
 use crate::pci_ext::{self, PciFunction};
-use kernel::{device, prelude::*};
+use kernel::{device, prelude::*, sync::Mutex};
 
 /// How an importing device reaches an exported BAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +196,38 @@ pub(crate) fn map_type(
 
 /// How `importer` reaches the BARs of `provider`; importers that are not
 /// PCI devices cannot reach them.
+/// The routes a provider's importers were found to take, by importer.
+///
+/// Like the kernel's own per-provider cache (`p2pdma->map_types`), entries
+/// are never invalidated: the topology and ACS settings of a bound device's
+/// path do not change while it stays bound.
+pub(crate) struct RouteCache(KVec<(u32, MapType)>);
+
+impl RouteCache {
+    pub(crate) const fn new() -> Self {
+        Self(KVec::new())
+    }
+}
+
+/// How `importer` reaches `provider`'s BARs, from `cache` when known.
+pub(crate) fn cached_importer_map_type(
+    cache: &Mutex<RouteCache>,
+    provider: &PciFunction,
+    importer: &device::Device,
+) -> Result<MapType> {
+    let Some(function) = PciFunction::from_device(importer) else {
+        return Ok(MapType::NotSupported);
+    };
+    let id = function.id();
+    if let Some(&(_, kind)) = cache.lock().0.iter().find(|(known, _)| *known == id) {
+        return Ok(kind);
+    }
+    let kind = importer_map_type(provider, importer)?;
+    // A full cache only costs the walk next time.
+    let _ = cache.lock().0.push((id, kind), GFP_KERNEL);
+    Ok(kind)
+}
+
 pub(crate) fn importer_map_type(
     provider: &PciFunction,
     importer: &device::Device,

@@ -134,10 +134,15 @@ impl PciFunction {
         ret == 0 && ctrl & PCI_ACS_REDIRECTS != 0
     }
 
+    /// Domain, bus, device and function, as one number.
+    pub(crate) fn id(&self) -> u32 {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { bindings::dmabuf_vfio_pci_id(self.as_raw()) }
+    }
+
     fn path_node(&self) -> PathNode {
         PathNode {
-            // SAFETY: By the type invariant the device is valid.
-            id: unsafe { bindings::dmabuf_vfio_pci_id(self.as_raw()) },
+            id: self.id(),
             acs_redirect: self.acs_redirect(),
         }
     }

@@ -350,8 +350,10 @@ fn settle_later(dev: &Device<DmabufVfioPci>) {
     match work {
         // A fresh work item cannot be queued already.
         Ok(work) => queue.enqueue(work),
-        Err(_) => pr_warn!(
-            "no memory to settle buffers after a reset; they stay revoked until the next event\n"
+        // Not something user space can repeat at will; still, say it once.
+        Err(_) => kernel::pr_warn_once!(
+            "{}: no memory to settle buffers after a reset; they stay revoked until the next event\n",
+            dev.core().pci().device().name().to_str().unwrap_or("?")
         ),
     }
 }

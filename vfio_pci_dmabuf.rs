@@ -62,6 +62,9 @@ struct DmabufVfioPci {
     debugfs: Mutex<Option<debugfs::DeviceDir>>,
     #[pin]
     exports: Mutex<Exports>,
+    /// Routes importers took to this device's BARs.
+    #[pin]
+    routes: Mutex<p2pdma::RouteCache>,
     /// What happened to the device's buffers (debugfs).
     stats: Stats,
 }
@@ -140,6 +143,7 @@ impl VariantDriver for DmabufVfioPci {
                 low_power: false,
                 lost_state: false,
             }),
+            routes <- kernel::new_mutex!(p2pdma::RouteCache::new()),
             stats: Stats::new(),
         })
     }
@@ -481,7 +485,11 @@ impl Exporter for ExportedBar {
         }
         // The route cannot change while attached (the kernel caches it per
         // importer too): decide it once here, not on every map.
-        let kind = p2pdma::importer_map_type(device.core().pci(), attachment.dev())?;
+        let kind = p2pdma::cached_importer_map_type(
+            &device.routes,
+            device.core().pci(),
+            attachment.dev(),
+        )?;
         let mut state = state;
         state.attachments.push(
             AttachedImporter {
