@@ -149,12 +149,17 @@ fn revoke(
         }
         state.revoked = true;
         let ino = state.ino;
+        // A VMA made after this point has no pages yet, and its faults see
+        // the mark: without live VMAs there is nothing to zap.
+        let mapped_by_cpu = state.cpu_mappings > 0;
         drop(state);
         dev.stats.revoked(cause);
         trace::revoke(&bar.exporter, ino, cause.name());
         // Faults check the mark under the state lock: every page mapped
         // before it was set is removed here, none is mapped after.
-        buf.zap_cpu_mappings();
+        if mapped_by_cpu {
+            buf.zap_cpu_mappings();
+        }
         resv.invalidate_mappings();
         resv.wait_idle();
     }
