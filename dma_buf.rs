@@ -38,23 +38,14 @@ pub(crate) trait Exporter: Send + Sync + Sized + 'static {
     fn attach(&self, attachment: &Attachment) -> Result;
 
     /// An importer maps the buffer for DMA; the reservation lock is held.
-    fn map(
-        &self,
-        attachment: &Attachment,
-        dir: DmaDirection,
-    ) -> Result<NonNull<kernel::bindings::sg_table>>;
+    fn map(&self, attachment: &Attachment, dir: DmaDirection) -> Result<KBox<DmaTable>>;
 
     /// An importer detaches (`dma_buf_ops.detach`).
     fn detach(&self, attachment: &Attachment);
 
     /// An importer unmaps what [`Exporter::map`] returned; the reservation
-    /// lock is held.
-    fn unmap(
-        &self,
-        attachment: &Attachment,
-        sgt: NonNull<kernel::bindings::sg_table>,
-        dir: DmaDirection,
-    );
+    /// lock is held.  [`DmaTable::unmap`] undoes the table's DMA mappings.
+    fn unmap(&self, attachment: &Attachment, table: KBox<DmaTable>, dir: DmaDirection);
 
     /// The dma-buf is being freed; the private data is dropped right after.
     fn release(&self);
@@ -400,7 +391,7 @@ impl<T: Exporter> ExporterOps<T> {
             )
         };
         match data.map(attachment, dir) {
-            Ok(sgt) => sgt.as_ptr(),
+            Ok(table) => table.into_raw().as_ptr(),
             Err(e) => e.to_ptr(),
         }
     }
@@ -422,7 +413,9 @@ impl<T: Exporter> ExporterOps<T> {
             )
         };
         if let Some(sgt) = NonNull::new(sgt) {
-            data.unmap(attachment, sgt, dir);
+            // SAFETY: The dma-buf core hands back a table `map` returned.
+            let table = unsafe { DmaTable::from_raw(sgt) };
+            data.unmap(attachment, table, dir);
         }
     }
 
@@ -735,7 +728,12 @@ impl DmaTable {
     }
 
     /// Hands the table to the importer.
-    pub(crate) fn into_raw(self: KBox<Self>) -> NonNull<kernel::bindings::sg_table> {
+    /// The number of DMA entries an importer sees.
+    pub(crate) fn dma_entries(&self) -> u32 {
+        self.sgt.nents
+    }
+
+    fn into_raw(self: KBox<Self>) -> NonNull<kernel::bindings::sg_table> {
         let table = KBox::into_raw(self);
         // SAFETY: `table` is a valid allocation; `sgt` is its first field.
         unsafe { NonNull::new_unchecked(addr_of_mut!((*table).sgt)) }
@@ -746,7 +744,7 @@ impl DmaTable {
     /// # Safety
     ///
     /// `sgt` must come from [`DmaTable::into_raw`] and not be taken back twice.
-    pub(crate) unsafe fn from_raw(sgt: NonNull<kernel::bindings::sg_table>) -> KBox<Self> {
+    unsafe fn from_raw(sgt: NonNull<kernel::bindings::sg_table>) -> KBox<Self> {
         // SAFETY: `sgt` is the first field of a `DmaTable` allocated by `KBox`.
         unsafe { KBox::from_raw(sgt.as_ptr().cast::<Self>()) }
     }

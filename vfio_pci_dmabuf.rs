@@ -509,11 +509,7 @@ impl Exporter for ExportedBar {
         self.state.lock().attachments.retain(|a| a.id != id);
     }
 
-    fn map(
-        &self,
-        attachment: &Attachment,
-        dir: DmaDirection,
-    ) -> Result<ptr::NonNull<kernel::bindings::sg_table>> {
+    fn map(&self, attachment: &Attachment, dir: DmaDirection) -> Result<KBox<DmaTable>> {
         let mut state = self.state.lock();
         if state.revoked {
             return Err(ENODEV);
@@ -529,26 +525,18 @@ impl Exporter for ExportedBar {
             MapType::NotSupported => return Err(EINVAL),
         };
         state.mappings += 1;
-        let table = table.into_raw();
         trace::map(
             &self.exporter,
             state.ino,
             attachment.dev(),
             kind.name(),
-            // SAFETY: `into_raw` returns a valid table.
-            unsafe { table.as_ref() }.nents,
+            table.dma_entries(),
         );
         Ok(table)
     }
 
-    fn unmap(
-        &self,
-        attachment: &Attachment,
-        sgt: ptr::NonNull<kernel::bindings::sg_table>,
-        dir: DmaDirection,
-    ) {
-        // SAFETY: The dma-buf core hands back a table `map` returned.
-        unsafe { DmaTable::from_raw(sgt) }.unmap(dir);
+    fn unmap(&self, attachment: &Attachment, table: KBox<DmaTable>, dir: DmaDirection) {
+        table.unmap(dir);
         let mut state = self.state.lock();
         if let Some(kind) = MapType::from_word(attachment.exporter_data()) {
             trace::unmap(&self.exporter, state.ino, attachment.dev(), kind.name());
