@@ -192,7 +192,7 @@ fn unrevoke(
 /// Brings every buffer of the device in line with whether it is accessible.
 fn sync(
     dev: &Device<DmabufVfioPci>,
-    exports: &Exports,
+    exports: &mut Exports,
     memory: &MemoryLockWrite<'_>,
     cause: Cause,
 ) {
@@ -204,6 +204,11 @@ fn sync(
         return;
     }
     let accessible = accessible(exports, memory);
+    // The second half of an event (still off after it) and writes that
+    // change nothing find every buffer as they must be already.
+    if exports.synced == Some(accessible) {
+        return;
+    }
     for bar in exports.list.iter() {
         // A buffer whose release began has no importers left.
         let Some(buf) = bar.dmabuf() else { continue };
@@ -213,22 +218,24 @@ fn sync(
             revoke(dev, bar, &buf, cause);
         }
     }
+    exports.synced = Some(accessible);
 }
 
 /// Revokes every listed buffer without `memory_lock` (reset and error
 /// callbacks, where it may or may not be held).
-fn revoke_all(dev: &Device<DmabufVfioPci>, exports: &Exports, cause: Cause) {
+fn revoke_all(dev: &Device<DmabufVfioPci>, exports: &mut Exports, cause: Cause) {
     for bar in exports.list.iter() {
         if let Some(buf) = bar.dmabuf() {
             revoke(dev, bar, &buf, cause);
         }
     }
+    exports.synced = Some(false);
 }
 
 /// Re-evaluates the device's buffers after an event completed.
 pub(crate) fn settle(dev: &Device<DmabufVfioPci>, cause: Cause) {
     let memory = dev.core().memory_lock_write();
-    sync(dev, &dev.exports.lock(), &memory, cause);
+    sync(dev, &mut dev.exports.lock(), &memory, cause);
 }
 
 /// Runs `event` (which resets or powers down the device) with every buffer
@@ -242,14 +249,14 @@ pub(crate) fn across_event<R>(
         let memory = dev.core().memory_lock_write();
         let mut exports = dev.exports.lock();
         exports.in_progress += 1;
-        sync(dev, &exports, &memory, cause);
+        sync(dev, &mut exports, &memory, cause);
     }
     let ret = event();
     {
         let memory = dev.core().memory_lock_write();
         let mut exports = dev.exports.lock();
         exports.in_progress -= 1;
-        sync(dev, &exports, &memory, cause);
+        sync(dev, &mut exports, &memory, cause);
     }
     ret
 }
@@ -284,7 +291,7 @@ pub(crate) fn user_restored(dev: &Device<DmabufVfioPci>) {
 pub(crate) fn io_frozen(dev: &Device<DmabufVfioPci>) {
     let mut exports = dev.exports.lock();
     exports.lost_state = true;
-    revoke_all(dev, &exports, Cause::IoFrozen);
+    revoke_all(dev, &mut exports, Cause::IoFrozen);
 }
 
 /// A function reset begins.  `memory_lock` may already be held by the
@@ -293,7 +300,7 @@ pub(crate) fn io_frozen(dev: &Device<DmabufVfioPci>) {
 pub(crate) fn reset_prepare(dev: &Device<DmabufVfioPci>) {
     let mut exports = dev.exports.lock();
     exports.in_progress += 1;
-    revoke_all(dev, &exports, Cause::PciReset);
+    revoke_all(dev, &mut exports, Cause::PciReset);
 }
 
 /// The function reset is done.  Settles the buffers now when `memory_lock`
@@ -310,7 +317,7 @@ pub(crate) fn reset_done(dev: &Device<DmabufVfioPci>) {
     }
     drop(exports);
     match dev.core().try_memory_lock_write() {
-        Some(memory) => sync(dev, &dev.exports.lock(), &memory, Cause::PciReset),
+        Some(memory) => sync(dev, &mut dev.exports.lock(), &memory, Cause::PciReset),
         None => settle_later(dev),
     }
 }
@@ -392,7 +399,7 @@ fn set_low_power(dev: &Device<DmabufVfioPci>, low_power: bool) {
     let memory = dev.core().memory_lock_write();
     let mut exports = dev.exports.lock();
     exports.low_power = low_power;
-    sync(dev, &exports, &memory, Cause::LowPower);
+    sync(dev, &mut exports, &memory, Cause::LowPower);
 }
 
 /// The device is being closed: revokes every buffer for good and lets go of
@@ -403,6 +410,7 @@ pub(crate) fn release_all(dev: &Device<DmabufVfioPci>) {
     exports.low_power = false;
     // The next open resets the function and restores its state.
     exports.lost_state = false;
+    exports.synced = None;
     for bar in exports.list.drain_all() {
         if let Some(buf) = bar.dmabuf() {
             revoke(dev, &bar, &buf, Cause::Close);

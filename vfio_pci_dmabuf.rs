@@ -129,6 +129,9 @@ struct Exports {
     /// An uncorrectable error froze the link; the recovery reset the device
     /// and nobody restored it yet.
     lost_state: bool,
+    /// Every listed buffer is known accessible (`Some(true)`, buffers
+    /// revoked for good aside) or revoked (`Some(false)`); `None`: unknown.
+    synced: Option<bool>,
 }
 
 impl VariantDriver for DmabufVfioPci {
@@ -142,6 +145,7 @@ impl VariantDriver for DmabufVfioPci {
                 in_progress: 0,
                 low_power: false,
                 lost_state: false,
+                synced: None,
             }),
             routes <- kernel::new_mutex!(p2pdma::RouteCache::new()),
             stats: Stats::new(),
@@ -387,6 +391,9 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
         // A buffer exported while memory decode is off, the device is in D3
         // or an event is in progress starts revoked.
         state.revoked = !revoke::accessible(&exports, &memory);
+        if exports.synced != Some(!state.revoked) {
+            exports.synced = None;
+        }
         state.dmabuf = Some(buf.raw());
         state.ino = buf.ino();
         trace::export(&bar.exporter, state.ino, bar.size, bar.ranges.len() as u32);
