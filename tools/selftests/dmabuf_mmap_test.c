@@ -93,22 +93,6 @@ static int export_ranges(int device, int bar, const struct vfio_region_dma_range
 	return ret < 0 ? -errno : ret;
 }
 
-static int revoke_for_good(int device, int dmabuf)
-{
-	struct {
-		struct vfio_device_feature hdr;
-		struct dmabuf_vfio_pci_revoke r;
-	} req = {
-		.hdr = {
-			.argsz = sizeof(req),
-			.flags = VFIO_DEVICE_FEATURE_SET | DMABUF_VFIO_PCI_FEATURE_REVOKE,
-		},
-		.r = { .dmabuf_fd = dmabuf },
-	};
-
-	return ioctl(device, VFIO_DEVICE_FEATURE, &req) ? -errno : 0;
-}
-
 static int memattr(int device, int dmabuf, uint32_t flags, uint32_t *attr)
 {
 	struct {

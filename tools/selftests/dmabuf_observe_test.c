@@ -29,17 +29,6 @@ static char *slurp(const char *path)
 	return buf;
 }
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_TRUNC), ret;
-
-	if (fd < 0)
-		return -errno;
-	ret = write(fd, s, strlen(s)) < 0 ? -errno : 0;
-	close(fd);
-	return ret;
-}
-
 static unsigned long long ino_of(int fd)
 {
 	struct stat st;
@@ -63,22 +52,6 @@ static int peek(volatile uint8_t *p)
 	if (sigsetjmp(bus_jmp, 1))
 		return -1;
 	return *p;
-}
-
-static int revoke_for_good(int device, int dmabuf)
-{
-	struct {
-		struct vfio_device_feature hdr;
-		struct dmabuf_vfio_pci_revoke r;
-	} req = {
-		.hdr = {
-			.argsz = sizeof(req),
-			.flags = VFIO_DEVICE_FEATURE_SET | DMABUF_VFIO_PCI_FEATURE_REVOKE,
-		},
-		.r = { .dmabuf_fd = dmabuf },
-	};
-
-	return ioctl(device, VFIO_DEVICE_FEATURE, &req) ? -errno : 0;
 }
 
 /* The number after "@key=" in @status (-1 if absent). */

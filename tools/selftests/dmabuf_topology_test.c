@@ -26,17 +26,6 @@ struct outcome {
 	bool dma_read_ok;	/* the importer read the BAR's bytes by DMA */
 };
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), ret;
-
-	if (fd < 0)
-		return -errno;
-	ret = write(fd, s, strlen(s)) < 0 ? -errno : 0;
-	close(fd);
-	return ret;
-}
-
 /* Binds @bdf to @driver through driver_override, as guest.sh does. */
 static int rebind(const char *bdf, const char *driver)
 {

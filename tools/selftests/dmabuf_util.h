@@ -7,6 +7,7 @@
 #define DMABUF_UTIL_H
 
 #include "dmabuf_test_importer.h"
+#include "linux/dmabuf_vfio_pci.h"
 #include "vfio_util.h"
 
 #define PAGE	4096ull
@@ -102,6 +103,23 @@ static inline int set_memory_enable(int device, int on)
 		return ret;
 	cmd = on ? cmd | PCI_COMMAND_MEMORY : cmd & ~PCI_COMMAND_MEMORY;
 	return vfio_config_write(device, PCI_COMMAND, &cmd, 2);
+}
+
+/* DMABUF_VFIO_PCI_FEATURE_REVOKE on @dmabuf through @device; -errno. */
+static inline int revoke_for_good(int device, int dmabuf)
+{
+	struct {
+		struct vfio_device_feature hdr;
+		struct dmabuf_vfio_pci_revoke r;
+	} req = {
+		.hdr = {
+			.argsz = sizeof(req),
+			.flags = VFIO_DEVICE_FEATURE_SET | DMABUF_VFIO_PCI_FEATURE_REVOKE,
+		},
+		.r = { .dmabuf_fd = dmabuf },
+	};
+
+	return ioctl(device, VFIO_DEVICE_FEATURE, &req) ? -errno : 0;
 }
 
 #endif /* DMABUF_UTIL_H */

@@ -106,6 +106,18 @@ static inline int sysfs_bar_size(const char *bdf, int bar, uint64_t *size)
 	return 0;
 }
 
+/* Writes @s to the file @path (sysfs, tracefs); -errno. */
+static inline int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = write(fd, s, strlen(s)) < 0 ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
 struct vfio_handle {
 	int device;
 	int iommufd;	/* cdev path */
