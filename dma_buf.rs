@@ -210,9 +210,8 @@ impl<T: Exporter> DmaBufRef<T> {
     /// Removes every CPU mapping of the buffer from every process; the next
     /// access faults into [`Exporter::fault`].
     pub(crate) fn zap_cpu_mappings(&self) {
-        // SAFETY: The dma-buf and its file are valid while referenced;
-        // `holelen == 0` means up to the end, `even_cows` also removes private
-        // copies (there are none: mappings are shared).
+        // `holelen == 0`: up to the end; `even_cows`: private copies too.
+        // SAFETY: The dma-buf and its file are valid while referenced.
         unsafe {
             kernel::bindings::unmap_mapping_range((*(*self.as_raw()).file).f_mapping, 0, 0, 1)
         };
@@ -431,9 +430,8 @@ impl<T: Exporter> ExporterOps<T> {
         let (data, vma) = unsafe { (Self::data(dmabuf), NewVma::from_raw(vma)) };
         match data.mmap(vma) {
             Ok(attr) => {
-                // SAFETY: The VMA maps the dma-buf's file and holds a
-                // reference on it until it goes away, so the dma-buf and its
-                // private data (`priv_`) outlive the VMA.
+                // The VMA holds the dma-buf's file until it goes away.
+                // SAFETY: So the dma-buf and its `priv_` outlive the VMA.
                 unsafe { vma.set_pfnmap(&Self::VM_OPS, (*dmabuf).priv_, attr) };
                 // The VMA made by mmap() gets no `open` call.
                 data.vma_open();

@@ -74,8 +74,7 @@ pub(crate) fn module_queue() -> Option<&'static Queue> {
     if raw.is_null() {
         return None;
     }
-    // SAFETY: Non-null means a `ModuleQueue` owns a valid queue; it is
-    // destroyed only at module exit, after every device is unbound and
-    // no device callback can run any more.
+    // Destroyed only at module exit, once no device callback can run.
+    // SAFETY: Non-null means a `ModuleQueue` owns a valid queue.
     Some(unsafe { Queue::from_raw(raw) })
 }
