@@ -7,8 +7,16 @@
 #   make demo         install deps, build everything, boot a guest, show it work
 #   make bench        our exporter against in-tree vfio-pci's, side by side
 #   make check        lint + every guest selftest; ends with "N passed, N failed"
+#   make install [INSTALL_MOD_PATH=/staging]
+#                     install the module into /lib/modules/<release>/updates/
+#                     of KDIR's kernel and run depmod
 #   make headers_install [INSTALL_HDR_PATH=/usr]
 #                     install the uAPI header (linux/dmabuf_vfio_pci.h)
+#   make intree       build the driver in-tree in the test kernel tree
+#                     (drivers/vfio/pci/dmabuf-vfio-pci/, scripts/intree.sh)
+#
+# DKMS: dkms.conf builds it with KDIR=/lib/modules/<release>/build, which must
+# be a Rust-enabled build tree (see Documentation/dmabuf-vfio-pci.rst).
 #   make clean
 #
 # The module itself is described by Kbuild.
@@ -32,7 +40,7 @@ RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs))
 C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)
 
 .PHONY: all modules deps kernel demo bench check lint fmt rustfmt-check clippy \
-	checkpatch selftests headers_install clean
+	checkpatch selftests install headers_install intree clean
 
 all: modules
 
@@ -49,7 +57,7 @@ kernel:
 endif
 
 modules:
-	@$(src)/scripts/check-kdir.sh "$(KDIR)"
+	@$(ENV) LLVM=$(LLVM) $(src)/scripts/check-kdir.sh "$(KDIR)"
 	@$(KMAKE) modules
 
 fmt:
@@ -85,6 +93,14 @@ bench: deps selftests
 
 check: deps kernel
 	@$(src)/scripts/check.sh
+
+# Kbuild installs external modules under updates/, which depmod searches
+# before the kernel's own directory, and runs depmod when KDIR has System.map.
+install: modules
+	@$(KMAKE) INSTALL_MOD_DIR=updates modules_install
+
+intree: kernel
+	@$(ENV) $(src)/scripts/intree.sh --build $(KDIR)
 
 INSTALL_HDR_PATH ?= /usr
 headers_install:

@@ -4,7 +4,8 @@
 # Fails early, with the reason, when KDIR cannot build this module: it must be
 # a configured and built Rust-enabled kernel tree (distro linux-headers
 # packages lack rust/*.rmeta) with the vfio-pci core, P2PDMA and dma-buf, and
-# its Rust metadata must come from the rustc on PATH.
+# its Rust metadata must come from the rustc on PATH.  Tested by
+# tools/selftests/kdir_errors.sh.
 set -euo pipefail
 
 kdir=${1:?usage: check-kdir.sh KDIR}
@@ -25,7 +26,15 @@ grep -qE '^CONFIG_MODULES=y$' "$kdir/.config" || die "needs CONFIG_MODULES"
 [ -f "$kdir/rust/libkernel.rmeta" ] ||
 	die "has no rust/libkernel.rmeta: build the kernel with CONFIG_RUST (distro headers packages lack it)"
 
+command -v rustc >/dev/null || die "needs rustc on PATH (the one the tree was built with)"
 want=$(sed -n 's/^CONFIG_RUSTC_VERSION=//p' "$kdir/.config")
 have=$(rustc --version | awk '{split($2, v, "."); printf "%d", v[1] * 100000 + v[2] * 100 + v[3]}')
 [ -z "$want" ] || [ "$want" = "$have" ] ||
 	die "was built with rustc $want, but PATH has $(rustc --version) (set RUSTUP_TOOLCHAIN)"
+
+# The module runs bindgen over its own headers, with the kernel's clang.
+command -v "${BINDGEN:-bindgen}" >/dev/null ||
+	die "needs bindgen (cargo install bindgen-cli, or scripts/install-deps.sh)"
+case "${LLVM:-}" in
+-*) command -v "clang$LLVM" >/dev/null || die "LLVM=$LLVM: clang$LLVM not found" ;;
+esac

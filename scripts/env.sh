@@ -12,5 +12,10 @@ DEPS_DIR=$CACHE_ROOT/deps
 KSRC_TARBALL=$DEPS_DIR/linux-source/usr/src/linux-source-$KVER_MAJOR.tar.xz
 export RUST_LIB_SRC=$DEPS_DIR/rust-src/usr/lib/rustlib/src/rust/library
 BINDGEN=$DEPS_DIR/cargo/bin/bindgen
+# Outside the project's own setup (DKMS on a user's machine) the bindgen on
+# PATH will do.
+if [ ! -x "$BINDGEN" ] && command -v bindgen >/dev/null; then
+	BINDGEN=$(command -v bindgen)
+fi
 VNG=$DEPS_DIR/venv/bin/vng
 export PATH=$DEPS_DIR/cargo/bin:$DEPS_DIR/venv/bin:$PATH

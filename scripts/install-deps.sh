@@ -7,7 +7,8 @@
 # bookworm gives the compilers, QEMU and the kernel build tools; trixie-backports
 # gives only architecture-independent packages (the 7.3 kernel source and the
 # rust-src matching rustc 1.95), fetched with `apt-get download` so nothing from
-# the newer suite can touch libc6.
+# the newer suite can touch libc6.  QEMU 11 (trixie-backports) goes into a
+# separate trixie root filesystem (scripts/qemu-rootfs.sh).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +21,7 @@ APT_PKGS=(
 	xz-utils rsync pahole python3-venv python3-docutils
 	clang-19 lld-19 llvm-19 libclang-19-dev libclang1-19
 	qemu-system-x86 busybox-static udev
+	debootstrap dkms
 )
 
 need_apt=()
@@ -104,4 +106,7 @@ if ! "$VNG" --version >/dev/null 2>&1; then
 	"$DEPS_DIR/venv/bin/pip" install -q "virtme-ng==$VNG_VERSION"
 fi
 
-log "ok: $(rustc --version), $("$BINDGEN" --version), clang $(clang-19 -dumpversion), $(qemu-system-x86_64 --version | head -1)"
+# QEMU 11 for the end-to-end test runs from a trixie root of its own.
+QEMU_ROOT=$("$here/qemu-rootfs.sh")
+
+log "ok: $(rustc --version), $("$BINDGEN" --version), clang $(clang-19 -dumpversion), $(qemu-system-x86_64 --version | head -1); guest: $(cat "$QEMU_ROOT/.qemu-version")"

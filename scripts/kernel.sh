@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 
 # Bump when this script changes how the tree is configured or built.
-RECIPE=1
+RECIPE=2
 
 fragment=$here/config/test-kernel.config
 ksrc_version=$(cat "$DEPS_DIR/linux-source/VERSION" 2>/dev/null || echo none)
@@ -59,6 +59,11 @@ fi
 kmake() { make -C "$kdir" LLVM=-19 -j"$(nproc)" "$@"; }
 
 if [ ! -f "$kdir/.config" ]; then
+	# The driver is also built in-tree (drivers/vfio/pci/dmabuf-vfio-pci/, from
+	# the sources of the checkout that builds the tree): its Kconfig must parse
+	# and its dependencies hold for CONFIG_DMABUF_VFIO_PCI=m to survive below.
+	# scripts/intree.sh --build refreshes and rebuilds it later.
+	"$here/intree.sh" "$kdir"
 	log "configuring: x86_64 defconfig + $(basename "$fragment")"
 	kmake -s defconfig
 	(cd "$kdir" && scripts/kconfig/merge_config.sh -m .config "$fragment") >"$ktree/merge.log"

@@ -5,10 +5,11 @@
 # dmabuf-vfio-pci, binds the test devices with driver_override, runs every
 # selftest and records one TAP line per test in $RES/results.tap.
 #
-#   guest.sh check|demo|bench|amd RESULTS_DIR
+#   guest.sh check|demo|bench|amd|e2e RESULTS_DIR
 #
 # amd: the boot with an AMD Zen CPU model runs only the P2P topology tests;
-# its verdicts are named "amd/...".
+# its verdicts are named "amd/...".  e2e: only the tests of real users (QEMU
+# 11 as a client, installing the module), for working on them.
 set -u
 
 MODE=$1
@@ -194,6 +195,16 @@ if [ ${#TESTS[@]} -gt 0 ]; then
 					sed 's/^/#   /' | head -20 ;;
 			esac
 		done < <(grep -E '^(ok|not ok) [0-9]+ ' "$RES/$name.log")
+	done
+fi
+
+# --- Real users ----------------------------------------------------------------
+# QEMU 11 assigning a device bound to the driver, through both vfio backends
+# (qemu_e2e.sh; the root filesystem comes from run.sh as DMABUF_QEMU_ROOT).
+if [ "$MODE" = check ] || [ "$MODE" = e2e ]; then
+	for backend in legacy iommufd; do
+		check "qemu11_${backend}_assigns_the_device" \
+			"$HERE/qemu_e2e.sh" $backend "$DMABUF_TEST_IVSHMEM"
 	done
 fi
 

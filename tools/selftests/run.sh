@@ -30,6 +30,8 @@
 # edu's DMA engine takes 64-bit addresses (dma_mask), so it can reach BARs.
 #
 #   run.sh --bench    runs the benchmark (make bench) and prints its table
+#   run.sh --e2e      runs only the real-user tests (QEMU 11, install;
+#                     results in results-e2e/)
 #   run.sh --amd      boots with an AMD Zen CPU model (-cpu EPYC), where Linux
 #                     routes P2P through the host bridge, and runs only the
 #                     P2P topology tests (results in results-amd/)
@@ -46,7 +48,11 @@ case "${1:-}" in
 --demo) MODE=demo ;;
 --bench) MODE=bench RES=$HERE/results-bench ;;
 --amd) MODE=amd RES=$HERE/results-amd CPU=(-cpu EPYC) ;;
+--e2e) MODE=e2e RES=$HERE/results-e2e ;;
 esac
+# QEMU 11's root filesystem for qemu_e2e.sh (scripts/qemu-rootfs.sh, run by
+# scripts/install-deps.sh).
+QEMU_ROOT=$("$TOP/scripts/qemu-rootfs.sh" --path)
 KDIR=${KDIR:-$("$TOP/scripts/kernel.sh" --path)}
 rm -rf "$RES"
 mkdir -p "$RES"
@@ -91,7 +97,7 @@ boot() {
 		--cpus 2 --memory 3G --rwdir="$RES" \
 		--qemu-opts="${QEMU_OPTS[*]}" \
 		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0" \
-		--exec "$HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
+		--exec "env DMABUF_QEMU_ROOT=$QEMU_ROOT $HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
 }
 
 start=$(date +%s)
@@ -152,5 +158,5 @@ fi
 	[ -f "$RES/complete" ] || echo "not ok - ${P}guest finished"
 	if [ -z "$splats" ]; then echo "ok - ${P}guest kernel log clean"; else echo "not ok - ${P}guest kernel log clean"; fi
 } >"$RES/final.tap"
-[ "$MODE" = check ] || [ "$MODE" = amd ] && cat "$RES/final.tap"
+[ "$MODE" = demo ] || [ "$MODE" = bench ] || cat "$RES/final.tap"
 [ "$fail" = 0 ]
