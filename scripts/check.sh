@@ -4,6 +4,7 @@
 # `make check`: every test of the project, one verdict per line, then
 # "N passed, N failed, N skipped".  Exits non-zero on any failure.
 #   - rustfmt, clippy (CLIPPY=1 build, WERROR), checkpatch, the docs;
+#   - the in-tree build, and the KDIR checks against unusable trees;
 #   - the guest selftests (tools/selftests/run.sh), splat scan included.
 set -uo pipefail
 
@@ -30,6 +31,8 @@ step clippy_werror make -s clippy
 step checkpatch make -s checkpatch
 step selftests_build make -s selftests
 step docs_build rst2html --report=2 --halt=2 Documentation/dmabuf-vfio-pci.rst /dev/null
+step intree_build make -s intree
+step kdir_errors tools/selftests/kdir_errors.sh "$(scripts/kernel.sh --path)"
 
 # Two boots: the main one (Intel-like CPU: P2P through the host bridge is
 # refused) and one with an AMD Zen CPU model (it is allowed) for the P2P
