@@ -17,11 +17,15 @@
 #
 # /lib/modules is virtme-ng's tmpfs with a link to the build tree's module
 # directory: the link is replaced by a copy, so nothing on the host changes.
-# The source tree gets a tmpfs overlay, so the build writes nowhere else.
+# The source tree is copied to a tmpfs mounted over it, so the build writes
+# nowhere else.
 set -u
 
 HOW=$1
 KDIR=$2
+# The host's toolchain (rustup, bindgen, clang), as run.sh found it.
+export PATH=${DMABUF_HOST_PATH:+$DMABUF_HOST_PATH:}$PATH
+export HOME=${DMABUF_HOST_HOME:-$HOME}
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 KVER=$(uname -r)
 MODDIR=/lib/modules/$KVER
@@ -42,16 +46,21 @@ if [ -L "$MODDIR" ]; then
 	real=$(readlink -f "$MODDIR")
 	rm "$MODDIR"
 	cp -a "$real" "$MODDIR"
+	# Its links are relative (build -> the build tree, module files): make
+	# them absolute, as a real /lib/modules/<release>/build is.
+	(cd "$real" && find . -type l) | while read -r link; do
+		ln -sfn "$(readlink -f "$real/$link")" "$MODDIR/$link"
+	done
 fi
 rm -rf "$MODDIR/updates"
 depmod "$KVER"
 
-# Same path, so the build's recorded commands match and nothing recompiles
-# that is up to date.
-mkdir -p "$WORK/upper" "$WORK/work"
-mount -t overlay overlay -o "lowerdir=$TOP,upperdir=$WORK/upper,workdir=$WORK/work" "$TOP" ||
-	{ fail "cannot overlay $TOP"; exit 1; }
-trap 'umount "$TOP"; rm -rf "$WORK"' EXIT
+# Same path and timestamps, so the build's recorded commands match and
+# nothing recompiles that is up to date.
+mount -t tmpfs tmpfs "$WORK" || { fail "no tmpfs"; exit 1; }
+cp -a "$TOP" "$WORK/top" && mount --bind "$WORK/top" "$TOP" ||
+	{ fail "cannot put a copy of $TOP over it"; exit 1; }
+trap 'umount "$TOP"; umount "$WORK"; rmdir "$WORK"' EXIT
 
 case $HOW in
 make)

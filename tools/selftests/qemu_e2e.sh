@@ -23,12 +23,16 @@
 # are live in our debugfs while it runs, revoked while the nested guest keeps
 # memory decoding off and accessible once it turns it on; the BAR reads back
 # what was written; iommufd's MAP_FILE refusal is a QEMU warning, not a
-# failure; quitting QEMU revokes and releases every buffer.
+# failure; quitting QEMU revokes every buffer for good (dmabuf_grab holds
+# duplicates of QEMU's dma-buf fds, as a process QEMU had passed them to
+# would: they can no longer be mapped) and, once the last holder is gone,
+# releases them all.
 set -u
 
 BACKEND=$1
 BDF=$2
 ROOT=${DMABUF_QEMU_ROOT:?the path of scripts/qemu-rootfs.sh\'s root}
+HERE=$(cd "$(dirname "$0")" && pwd)
 STATUS=/sys/kernel/debug/dmabuf_vfio_pci/$BDF/status
 TRACEFS=/sys/kernel/tracing
 WORK=$(mktemp -d)
@@ -152,12 +156,25 @@ if [ "$BACKEND" = iommufd ]; then
 fi
 cp "$STATUS" "$WORK/status-running"
 sed 's/^/#   debugfs: /' "$WORK/status-running"
+
+mkfifo "$WORK/grab.in" "$WORK/grab.out"
+"$HERE/dmabuf_grab" "$QEMU_PID" <"$WORK/grab.in" >"$WORK/grab.out" &
+grab_pid=$!
+exec {grab_in}>"$WORK/grab.in" {grab_out}<"$WORK/grab.out"
+read -r -t 60 grabbed <&$grab_out
+expect "QEMU's dma-bufs held by a second process" "$grabbed" "grabbed $exported"
 qemu_quit
 
-expect "live buffers after QEMU quit" "$(buffers)" 0
 closes1=$(sed -n 's/.* close=\([0-9]*\).*/\1/p' "$STATUS")
-[ "$closes1" -gt "$closes0" ] && say "ok: closing the device revoked (close: $closes0 -> $closes1)" ||
-	fail "no revoke for close ($closes0 -> $closes1)"
+expect "buffers revoked for close when QEMU quit" $((closes1 - closes0)) "$exported"
+echo check >&$grab_in
+for ((i = 0; i < exported; i++)); do
+	read -r -t 60 answer <&$grab_out
+	expect "mmap of a held buffer after QEMU quit" "$answer" "mmap ENODEV"
+done
+exec {grab_in}>&- {grab_out}<&-
+wait $grab_pid
+expect "live buffers after QEMU and the holder are gone" "$(buffers)" 0
 echo 0 >$TRACEFS/tracing_on
 traced=$(grep -c "dmabuf_vfio_export: $BDF " $TRACEFS/trace)
 expect "export tracepoints" "$traced" "$exported"

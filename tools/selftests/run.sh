@@ -97,7 +97,7 @@ boot() {
 		--cpus 2 --memory 3G --rwdir="$RES" \
 		--qemu-opts="${QEMU_OPTS[*]}" \
 		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0" \
-		--exec "env DMABUF_QEMU_ROOT=$QEMU_ROOT DMABUF_KDIR=$KDIR $HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
+		--exec "env DMABUF_QEMU_ROOT=$QEMU_ROOT DMABUF_KDIR=$KDIR DMABUF_HOST_PATH=$PATH DMABUF_HOST_HOME=$HOME $HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
 }
 
 start=$(date +%s)
