@@ -31,6 +31,13 @@ KDIR = $(shell $(src)/scripts/kernel.sh --path)
 endif
 LLVM ?= -19
 
+# DKMS appends CC=clang LD=ld.lld for a clang-built kernel; with LLVM= set,
+# the kernel's own Makefile picks the matching clang$(LLVM) and ld.lld$(LLVM),
+# so those guesses must not reach it.
+ifneq ($(LLVM),)
+MAKEOVERRIDES := $(filter-out CC=% LD=%,$(MAKEOVERRIDES))
+endif
+
 # Tools installed by scripts/install-deps.sh live in the cache, not on PATH.
 ENV := source $(src)/scripts/env.sh &&
 KMAKE = $(ENV) $(MAKE) -C $(KDIR) M=$(src) LLVM=$(LLVM) BINDGEN=$$BINDGEN \

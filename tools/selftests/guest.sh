@@ -269,13 +269,13 @@ if [ "$MODE" = check ]; then
 	check no_leaks_after_rmmod no_leaks
 fi
 
-# Installing it as a user does (install_e2e.sh): `make install` and DKMS
-# against the running kernel's build tree, then modprobe by name.  Last:
+# Installing it as a user does (install_e2e.sh): what `make install` and DKMS
+# installed for this kernel (staged by run.sh), then modprobe by name.  Last:
 # they load and unload the installed copy.
 if [ "$MODE" = check ] || [ "$MODE" = e2e ]; then
 	[ ! -d /sys/module/dmabuf_vfio_pci ] || rmmod dmabuf_vfio_pci
 	for how in make dkms; do
-		check "install_with_${how}_then_modprobe" "$HERE/install_e2e.sh" $how "$DMABUF_KDIR"
+		check "install_with_${how}_then_modprobe" "$HERE/install_e2e.sh" $how "$DMABUF_INSTALL_STAGE"
 	done
 fi
 

@@ -97,8 +97,15 @@ boot() {
 		--cpus 2 --memory 3G --rwdir="$RES" \
 		--qemu-opts="${QEMU_OPTS[*]}" \
 		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0" \
-		--exec "env DMABUF_QEMU_ROOT=$QEMU_ROOT DMABUF_KDIR=$KDIR DMABUF_HOST_PATH=$PATH DMABUF_HOST_HOME=$HOME $HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
+		--exec "env DMABUF_QEMU_ROOT=$QEMU_ROOT DMABUF_INSTALL_STAGE=$RES/install $HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
 }
+
+# make install and DKMS for the test kernel, on the host: the guest installs
+# from there (install_e2e.sh).
+if [ "$MODE" = check ] || [ "$MODE" = e2e ]; then
+	"$HERE/install_stage.sh" "$KDIR" "$RES/install" >"$RES/install-stage.log" 2>&1 ||
+		echo "[run] install_stage.sh failed (see $RES/install-stage.log)"
+fi
 
 start=$(date +%s)
 echo "[run] booting $(basename "$(dirname "$KDIR")") under TCG ($MODE)"
@@ -113,6 +120,8 @@ if [ ! -f "$RES/results.tap" ]; then
 	boot
 	vng_rc=$?
 fi
+# timeout ends vng, not always the QEMU it started.
+pkill -f -- "virtme_initmount0=${RES#/} " 2>/dev/null
 echo "[run] guest ran $(( $(date +%s) - start )) s (vng exit $vng_rc)"
 
 if [ "$MODE" = demo ]; then
