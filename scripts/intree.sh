@@ -38,7 +38,8 @@ if [ $build = 1 ]; then
 	grep -qx 'CONFIG_DMABUF_VFIO_PCI=m' "$ksrc/.config" ||
 		{ echo "$ksrc/.config: CONFIG_DMABUF_VFIO_PCI is not m" >&2; exit 1; }
 	. "$top/scripts/env.sh"
-	make -C "$ksrc" LLVM="${LLVM:--19}" -j"$(nproc)" \
-		drivers/vfio/pci/dmabuf-vfio-pci/dmabuf-vfio-pci.ko
+	# All modules, not the single .ko target: that would leave modules.order
+	# and Module.symvers listing this module alone.  Only what changed builds.
+	make -C "$ksrc" LLVM="${LLVM:--19}" -j"$(nproc)" -s modules
 	modinfo -F name "$dest/dmabuf-vfio-pci.ko" | grep -qx dmabuf_vfio_pci
 fi
