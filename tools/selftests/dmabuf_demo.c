@@ -11,9 +11,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "dmabuf_test_importer.h"
-#include "linux/dmabuf_vfio_pci.h"
-#include "vfio_util.h"
+#include "dmabuf_util.h"
 
 #define PAGE	4096ull
 
@@ -113,15 +111,6 @@ int main(void)
 	struct importer_attach at = { .flags = IMPORTER_P2P | IMPORTER_REVOCABLE };
 	struct importer_status st = {};
 	struct importer_map m = {};
-	struct {
-		struct vfio_device_feature hdr;
-		struct dmabuf_vfio_pci_revoke r;
-	} revoke = {
-		.hdr = {
-			.argsz = sizeof(revoke),
-			.flags = VFIO_DEVICE_FEATURE_SET | DMABUF_VFIO_PCI_FEATURE_REVOKE,
-		},
-	};
 	struct vfio_handle h;
 	int buf, cbuf, imp, sv[2], status;
 	pid_t pid;
@@ -196,8 +185,7 @@ int main(void)
 	fflush(stdout);
 	send_fd(sv[0], cbuf);
 	read(sv[0], &ack, 1);
-	revoke.r.dmabuf_fd = cbuf;
-	if (ioctl(h.device, VFIO_DEVICE_FEATURE, &revoke))
+	if (revoke_for_good(h.device, cbuf))
 		return fail("DMABUF_VFIO_PCI_FEATURE_REVOKE");
 	printf("  revoked dma-buf %d for good (DMABUF_VFIO_PCI_FEATURE_REVOKE)\n", cbuf);
 	fflush(stdout);
