@@ -22,6 +22,10 @@ TAP=$RES/results.tap
 : >"$TAP"
 
 say() { printf '%s\n' "$*"; }
+# What ran when (guest uptime in seconds): run.sh names the step a guest
+# that died was in.
+step() { printf '%s %s\n' "$(cut -d' ' -f1 /proc/uptime)" "$*" >>"$RES/timeline"; }
+step start
 PREFIX=
 [ "$MODE" = amd ] && PREFIX=amd/
 result() {	# ok|not ok, name, [detail]
@@ -31,6 +35,7 @@ result() {	# ok|not ok, name, [detail]
 check() {	# name, command...: one test from a command's exit status
 	local name=$1
 	shift
+	step "$name"
 	if "$@" >"$RES/$name.log" 2>&1; then
 		result ok "$name"
 	else
@@ -44,6 +49,7 @@ KMEMLEAK=/sys/kernel/debug/kmemleak
 [ -w $KMEMLEAK ] && echo clear >$KMEMLEAK
 
 # --- Load and bind --------------------------------------------------------
+step load
 modprobe -a iommufd vfio vfio_iommu_type1 vfio-pci-core vfio-pci || say "modprobe failed"
 # aer_inject lets dmabuf_revoke_test drive an AER recovery (absent: that test skips).
 modprobe aer_inject 2>/dev/null
@@ -184,6 +190,7 @@ esac
 if [ ${#TESTS[@]} -gt 0 ]; then
 	for t in "${TESTS[@]}"; do
 		name=$(basename "$t")
+		step "$name"
 		"$t" >"$RES/$name.log" 2>&1
 		# kselftest harness: "ok N fixture.variant.test [# SKIP ...]"
 		while read -r line; do
@@ -279,5 +286,6 @@ if [ "$MODE" = check ] || [ "$MODE" = e2e ]; then
 	done
 fi
 
+step done
 dmesg >"$RES/dmesg.txt"
 touch "$RES/complete"

@@ -90,6 +90,9 @@ QEMU_OPTS=(
 	-device ivshmem-plain,memdev=ivsib0,bus=rp_sib,addr=0.0,multifunction=on
 	-object memory-backend-ram,id=ivsib1,size=64M
 	-device ivshmem-plain,memdev=ivsib1,bus=rp_sib,addr=0.1
+	# A guest that resets itself (a triple fault with -no-reboot) ends
+	# QEMU without a word on the console: the log says so.
+	-D "$RES/qemu.log" -d cpu_reset
 )
 
 boot() {
@@ -107,21 +110,43 @@ if [ "$MODE" = check ] || [ "$MODE" = e2e ]; then
 		echo "[run] install_stage.sh failed (see $RES/install-stage.log)"
 fi
 
+# A guest kernel that said it is in trouble: its run failed, whatever else.
+SPLATS='BUG:|WARNING:|KASAN|UBSAN|Oops|possible circular locking|possible recursive locking|INFO: task .* blocked|blocked for more than|general protection fault|kernel BUG|Kernel panic'
+
+# Why a guest stopped before guest.sh finished, in a few lines: the step it
+# was in (guest.sh's timeline), what QEMU logged, the last kernel lines, and
+# whether the host's OOM killer took QEMU.
+diagnose() {	# seconds, vng exit code
+	local last
+	last=$(tail -1 "$RES/timeline" 2>/dev/null)
+	echo "[run] the guest stopped after $1 s (vng exit $2), in: ${last:-boot, before guest.sh started} (guest uptime, step)"
+	grep -a -h -E 'Triple fault|fatal|[Aa]ssert|abort' "$RES/qemu.log" 2>/dev/null | head -3 | sed 's/^/[run] qemu: /'
+	grep -a -v -E '^(ok|not ok) - ' "$RES/console.log" | grep -v '^$' | tail -8 | sed 's/^/[run] console: /'
+	dmesg 2>/dev/null | grep -i -E 'out of memory|oom-kill|killed process' | tail -2 | sed 's/^/[run] host: /'
+}
+
 start=$(date +%s)
 echo "[run] booting $(basename "$(dirname "$KDIR")") under TCG ($MODE)"
 boot
 vng_rc=$?
-# Rarely a TCG guest dies before reaching user space (seen with -cpu EPYC:
-# vng exits 255 within seconds, no kernel output).  guest.sh creates
-# results.tap first thing: without it no test ran, so boot once more.
-if [ ! -f "$RES/results.tap" ]; then
-	echo "[run] the guest never reached user space (vng exit $vng_rc); booting again"
-	mv "$RES/console.log" "$RES/console-first-boot.log"
-	boot
-	vng_rc=$?
-fi
 # timeout ends vng, not always the QEMU it started.
 pkill -f -- "virtme_initmount0=${RES#/} " 2>/dev/null
+# Rarely QEMU dies under a TCG guest with nothing on the guest console (seen
+# before user space with -cpu EPYC, and mid-run twice in ~40 runs, once
+# while the host VM was being snapshotted).  Such a boot is run again once,
+# from the start, and its logs kept in first-boot/; a guest that stopped
+# after its kernel reported trouble is a failure, never run again.
+if [ ! -f "$RES/complete" ] && ! grep -q -a -E "$SPLATS" "$RES/console.log"; then
+	diagnose $(( $(date +%s) - start )) $vng_rc
+	echo "[run] no kernel splat on the console: booting again (first boot's logs in $RES/first-boot)"
+	mkdir "$RES/first-boot"
+	find "$RES" -mindepth 1 -maxdepth 1 ! -name install ! -name first-boot \
+		-exec mv -t "$RES/first-boot" {} +
+	start=$(date +%s)
+	boot
+	vng_rc=$?
+	pkill -f -- "virtme_initmount0=${RES#/} " 2>/dev/null
+fi
 echo "[run] guest ran $(( $(date +%s) - start )) s (vng exit $vng_rc)"
 
 if [ "$MODE" = demo ]; then
@@ -143,14 +168,14 @@ done <"$RES/results.tap" 2>/dev/null
 
 if [ ! -f "$RES/complete" ]; then
 	echo "FAIL: the guest did not finish (see $RES/console.log)"
-	tail -40 "$RES/console.log"
+	diagnose $(( $(date +%s) - start )) $vng_rc
 	fail=$((fail + 1))
 fi
 
 # A splat fails the run even when every test passed.
 log=$RES/dmesg.txt
 [ -f "$log" ] || log=$RES/console.log
-splats=$(grep -n -E 'BUG:|WARNING:|KASAN|UBSAN|Oops|possible circular locking|possible recursive locking|INFO: task .* blocked|blocked for more than|general protection fault|kernel BUG' "$log")
+splats=$(grep -n -a -E "$SPLATS" "$log")
 if [ -n "$splats" ]; then
 	echo "FAIL: guest kernel log has splats:"
 	echo "$splats" | head -20
