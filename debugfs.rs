@@ -71,7 +71,7 @@ fn show_status(dev: &BackRef<DmabufVfioPci>, f: &mut fmt::Formatter<'_>) -> fmt:
     )?;
     for bar in exports.list.iter() {
         let state = bar.state.lock();
-        let status = match (state.revoked, state.permanent) {
+        let status = match (bar.revoked(), state.permanent) {
             (_, true) => "revoked-for-good",
             (true, false) => "revoked",
             (false, false) => "accessible",
@@ -83,7 +83,12 @@ fn show_status(dev: &BackRef<DmabufVfioPci>, f: &mut fmt::Formatter<'_>) -> fmt:
         writeln!(
             f,
             "buffer {}: size={:#x} {} memattr={} dma_mappings={} cpu_mappings={}",
-            state.ino, bar.size, status, memattr, state.mappings, state.cpu_mappings
+            bar.ino(),
+            bar.size,
+            status,
+            memattr,
+            bar.dma_mappings(),
+            state.cpu_mappings
         )?;
         for range in bar.ranges.iter() {
             writeln!(f, "  range {:#x}+{:#x}", range.paddr, range.len)?;

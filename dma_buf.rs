@@ -532,16 +532,26 @@ enum DmaMapping {
     PerRange(KVec<(u64, u64)>),
 }
 
+/// Entries a [`DmaTable`] carries in its own allocation.
+const INLINE_ENTRIES: usize = 4;
+
 /// A DMA-address-only scatter-gather table handed to an importer.
+///
+/// Up to [`INLINE_ENTRIES`] entries live in the table itself: a map then
+/// allocates once and an unmap frees once.  Revoking a buffer unmaps every
+/// importer's table, and each allocation and free is the expensive part of
+/// that (KASAN and kmemleak record a stack trace for each).
 #[repr(C)]
 pub(crate) struct DmaTable {
     // First: importers get a pointer to it and `unmap` turns it back.
     sgt: kernel::bindings::sg_table,
-    /// Entries allocated: `sgt.orig_nents` is zero in a DMA-only table, and
-    /// `sg_free_table()` frees `orig_nents` entries, so it must be restored.
+    /// Entries `sg_alloc_table()` allocated, 0 when they are `inline`:
+    /// `sgt.orig_nents` is zero in a DMA-only table, and `sg_free_table()`
+    /// frees `orig_nents` entries, so it must be restored.
     allocated: u32,
     mapping: DmaMapping,
     dev: *mut kernel::bindings::device,
+    inline: [kernel::bindings::scatterlist; INLINE_ENTRIES],
 }
 
 /// A contiguous range of CPU physical MMIO addresses.
@@ -571,9 +581,20 @@ impl DmaTable {
                 allocated: 0,
                 mapping,
                 dev,
+                inline: pin_init::zeroed(),
             },
             GFP_KERNEL,
         )?;
+        if (1..=INLINE_ENTRIES).contains(&(nents as usize)) {
+            let sgl = table.inline.as_mut_ptr();
+            // SAFETY: `sgl` points to `INLINE_ENTRIES >= nents` entries, which
+            // stay at this address as long as the boxed table.
+            unsafe { kernel::bindings::sg_init_table(sgl, nents) };
+            table.sgt.sgl = sgl;
+            table.sgt.nents = nents;
+            table.sgt.orig_nents = nents;
+            return Ok(table);
+        }
         // SAFETY: `sgt` is a zeroed table owned by `table`.
         to_result(unsafe {
             kernel::bindings::sg_alloc_table(
@@ -785,6 +806,10 @@ impl DmaTable {
 
 impl Drop for DmaTable {
     fn drop(&mut self) {
+        if self.allocated == 0 {
+            // Zeroed, or the entries are `inline`: nothing to free.
+            return;
+        }
         self.sgt.orig_nents = self.allocated;
         // SAFETY: The table is zeroed or was set up by `sg_alloc_table` for
         // `allocated` entries; both are valid to free.

@@ -43,7 +43,7 @@ pub(crate) fn mmap(bar: &ExportedBar, vma: &NewVma) -> Result<MemAttr> {
         return Err(EINVAL);
     }
     let state = bar.state.lock();
-    if state.revoked {
+    if bar.revoked() {
         return Err(ENODEV);
     }
     Ok(state.memattr)
@@ -81,13 +81,7 @@ pub(crate) fn fault(bar: &ExportedBar, fault: &Fault, order: u32) -> FaultOutcom
     } else {
         c"mapped"
     };
-    trace::fault(
-        &bar.exporter,
-        bar.state.lock().ino,
-        fault.pgoff(),
-        order,
-        result,
-    );
+    trace::fault(&bar.exporter, bar.ino(), fault.pgoff(), order, result);
     outcome
 }
 
@@ -121,8 +115,9 @@ fn map_block(
     };
 
     let memory = device.core().memory_lock_read();
-    let state = bar.state.lock();
-    if state.revoked {
+    // Held across the insert: a revoke sets the mark under it, then zaps.
+    let _state = bar.state.lock();
+    if bar.revoked() {
         return FaultOutcome::SIGBUS;
     }
     memory.insert_pfn(fault, pfn, order)

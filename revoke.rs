@@ -42,6 +42,7 @@ use crate::{dma_buf::DmaBufRef, trace, wq, DmabufVfioPci, ExportedBar, Exports};
 use kernel::{
     impl_has_work, new_work,
     prelude::*,
+    sync::atomic::{Acquire, Relaxed},
     uaccess::{UserPtr, UserSlice},
     workqueue::{Work, WorkItem},
 };
@@ -143,18 +144,17 @@ fn revoke(
 ) {
     {
         let resv = buf.lock_resv();
-        let mut state = bar.state.lock();
-        if state.revoked {
+        let state = bar.state.lock();
+        if bar.revoked() {
             return;
         }
-        state.revoked = true;
-        let ino = state.ino;
+        bar.revoked.store(true, Relaxed);
         // A VMA made after this point has no pages yet, and its faults see
         // the mark: without live VMAs there is nothing to zap.
         let mapped_by_cpu = state.cpu_mappings > 0;
         drop(state);
         dev.stats.revoked(cause);
-        trace::revoke(&bar.exporter, ino, cause.name());
+        trace::revoke(&bar.exporter, bar.ino(), cause.name());
         // Faults check the mark under the state lock: every page mapped
         // before it was set is removed here, none is mapped after.
         if mapped_by_cpu {
@@ -163,8 +163,13 @@ fn revoke(
         resv.invalidate_mappings();
         resv.wait_idle();
     }
+    // Importers that unmap from their invalidation callback are done now;
+    // the others unmap later, and the last one signals.
+    if bar.mappings.load(Acquire) == 0 {
+        return;
+    }
     let mut state = bar.state.lock();
-    while state.mappings > 0 {
+    while bar.mappings.load(Acquire) > 0 {
         bar.unmapped.wait(&mut state);
     }
 }
@@ -177,15 +182,14 @@ fn unrevoke(
     cause: Cause,
 ) {
     let resv = buf.lock_resv();
-    let mut state = bar.state.lock();
-    if !state.revoked || state.permanent || state.device.is_none() {
+    let state = bar.state.lock();
+    if !bar.revoked() || state.permanent || state.device.is_none() {
         return;
     }
-    state.revoked = false;
-    let ino = state.ino;
+    bar.revoked.store(false, Relaxed);
     drop(state);
     dev.stats.unrevoked();
-    trace::unrevoke(&bar.exporter, ino, cause.name());
+    trace::unrevoke(&bar.exporter, bar.ino(), cause.name());
     resv.invalidate_mappings();
 }
 

@@ -17,8 +17,8 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
-        atomic::{Atomic, Relaxed},
-        Arc, CondVar, Mutex,
+        atomic::{Atomic, Relaxed, Release},
+        Arc, CondVar, Mutex, SetOnce,
     },
     uaccess::{UserPtr, UserSlice},
 };
@@ -341,11 +341,11 @@ fn read_ranges(arg: UserPtr, nr_ranges: u32, bar: (u64, u64)) -> Result<(KVec<Ph
 /// `VFIO_DEVICE_FEATURE_DMA_BUF` (GET): exports ranges of a BAR as a dma-buf
 /// and returns its file descriptor.
 fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
-    let mut header = UserSlice::new(arg, DMA_BUF_HEADER_SIZE).reader();
-    let region = header.read::<u32>()?;
-    let open_flags = header.read::<u32>()?;
-    let request_flags = header.read::<u32>()?;
-    let nr_ranges = header.read::<u32>()?;
+    // One copy for the header (every user access is costly under lockdep
+    // and KASAN), one for the ranges: as many as vfio-pci makes.
+    let [region, open_flags, request_flags, nr_ranges] = UserSlice::new(arg, DMA_BUF_HEADER_SIZE)
+        .reader()
+        .read::<[u32; 4]>()?;
     if nr_ranges == 0 || request_flags != 0 {
         return Err(EINVAL);
     }
@@ -364,13 +364,12 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
             provider,
             owner: dev.core().id(),
             exporter: pci.device().into(),
+            published: SetOnce::new(),
+            revoked: Atomic::new(false),
+            mappings: Atomic::new(0),
             state <- kernel::new_mutex!(BufferState {
-                revoked: false,
                 permanent: false,
-                mappings: 0,
                 device: Some(registration),
-                dmabuf: None,
-                ino: 0,
                 memattr: MemAttr::Uncached,
                 attachments: KVec::new(),
                 cpu_mappings: 0,
@@ -387,17 +386,19 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
     {
         let memory = dev.core().memory_lock_write();
         let mut exports = dev.exports.lock();
-        let mut state = bar.state.lock();
         // A buffer exported while memory decode is off, the device is in D3
-        // or an event is in progress starts revoked.
-        state.revoked = !revoke::accessible(&exports, &memory);
-        if exports.synced != Some(!state.revoked) {
+        // or an event is in progress starts revoked.  Nothing else sees it
+        // yet: no lock is needed to set it.
+        let revoked = !revoke::accessible(&exports, &memory);
+        bar.revoked.store(revoked, Relaxed);
+        if exports.synced != Some(!revoked) {
             exports.synced = None;
         }
-        state.dmabuf = Some(buf.raw());
-        state.ino = buf.ino();
-        trace::export(&bar.exporter, state.ino, bar.size, bar.ranges.len() as u32);
-        drop(state);
+        bar.published.populate(Published {
+            dmabuf: buf.raw(),
+            ino: buf.ino(),
+        });
+        trace::export(&bar.exporter, bar.ino(), bar.size, bar.ranges.len() as u32);
         exports.list.push(bar, GFP_KERNEL)?;
     }
     dev.stats.exports.add(1, Relaxed);
@@ -412,23 +413,16 @@ struct AttachedImporter {
     map_type: MapType,
 }
 
-/// What changes over an exported buffer's life.
+/// What changes over an exported buffer's life, apart from the revoke mark
+/// and the mapping count (see [`ExportedBar`]).
 struct BufferState {
-    /// Importers may not map, and CPU mappings fault.
-    revoked: bool,
     /// Revoked for good (`DMABUF_VFIO_PCI_FEATURE_REVOKE`).
     permanent: bool,
-    /// DMA mappings handed to importers and not yet unmapped.
-    mappings: usize,
     /// The exporting device, until it is closed (then the buffer is revoked
     /// for good).
     device: Option<DeviceRegistration<DmabufVfioPci>>,
-    /// The dma-buf, set once exported; valid while listed in the device.
-    dmabuf: Option<RawDmaBuf<ExportedBar>>,
     /// How new CPU mappings map the BAR.
     memattr: MemAttr,
-    /// The dma-buf's inode number: the buffer's name in traces.
-    ino: u64,
     /// Attached importers.
     attachments: KVec<AttachedImporter>,
     /// Live VMAs mapping the buffer.
@@ -448,6 +442,17 @@ struct ExportedBar {
     owner: usize,
     /// The exporting PCI function (names it in traces, after close too).
     exporter: ARef<device::Device>,
+    /// Set once exported, before the buffer is listed in its device.
+    published: SetOnce<Published>,
+    /// Importers may not map, and CPU mappings fault.  Changed with both the
+    /// reservation lock and `state` held, so either lock orders a read:
+    /// maps read it under the reservation lock, as vfio-pci does, faults
+    /// and attaches under `state`.
+    revoked: Atomic<bool>,
+    /// DMA mappings handed to importers and not yet unmapped.  Maps and
+    /// unmaps change it under the reservation lock (every importer is
+    /// dynamic); the last unmap signals `unmapped` under `state`.
+    mappings: Atomic<usize>,
     #[pin]
     state: Mutex<BufferState>,
     /// Signalled when `mappings` drops to zero.
@@ -455,10 +460,33 @@ struct ExportedBar {
     unmapped: CondVar,
 }
 
+/// What an export learns only once the dma-buf exists.
+struct Published {
+    /// The dma-buf; valid while the buffer is listed in its device.
+    dmabuf: RawDmaBuf<ExportedBar>,
+    /// The dma-buf's inode number: the buffer's name in traces.
+    ino: u64,
+}
+
 impl ExportedBar {
     /// A reference to the buffer's dma-buf, unless its release has begun.
     fn dmabuf(&self) -> Option<dma_buf::DmaBufRef<ExportedBar>> {
-        self.state.lock().dmabuf.as_ref().and_then(|b| b.try_get())
+        self.published.as_ref().and_then(|p| p.dmabuf.try_get())
+    }
+
+    /// The buffer's name in traces and debugfs (0 until exported).
+    fn ino(&self) -> u64 {
+        self.published.as_ref().map_or(0, |p| p.ino)
+    }
+
+    /// Whether importers may not map it, nor CPUs fault it in.
+    fn revoked(&self) -> bool {
+        self.revoked.load(Relaxed)
+    }
+
+    /// DMA mappings importers hold now.
+    fn dma_mappings(&self) -> usize {
+        self.mappings.load(Relaxed)
     }
 
     /// Pins the exporting device, unless it was closed (or the buffer
@@ -483,7 +511,7 @@ impl Exporter for ExportedBar {
             return Err(EOPNOTSUPP);
         }
         let state = self.state.lock();
-        let device = match (state.revoked, state.device.as_ref()) {
+        let device = match (self.revoked(), state.device.as_ref()) {
             (false, Some(device)) => device,
             _ => return Err(ENODEV),
         };
@@ -507,7 +535,7 @@ impl Exporter for ExportedBar {
             GFP_KERNEL,
         )?;
         attachment.set_exporter_data(kind.to_word());
-        trace::attach(&self.exporter, state.ino, attachment.dev(), kind.name());
+        trace::attach(&self.exporter, self.ino(), attachment.dev(), kind.name());
         Ok(())
     }
 
@@ -517,8 +545,8 @@ impl Exporter for ExportedBar {
     }
 
     fn map(&self, attachment: &Attachment, dir: DmaDirection) -> Result<KBox<DmaTable>> {
-        let mut state = self.state.lock();
-        if state.revoked {
+        // The reservation lock is held: `revoked` cannot change meanwhile.
+        if self.revoked() {
             return Err(ENODEV);
         }
         let kind = MapType::from_word(attachment.exporter_data()).ok_or(EINVAL)?;
@@ -531,10 +559,10 @@ impl Exporter for ExportedBar {
             }
             MapType::NotSupported => return Err(EINVAL),
         };
-        state.mappings += 1;
+        self.mappings.add(1, Relaxed);
         trace::map(
             &self.exporter,
-            state.ino,
+            self.ino(),
             attachment.dev(),
             kind.name(),
             table.dma_entries(),
@@ -544,12 +572,13 @@ impl Exporter for ExportedBar {
 
     fn unmap(&self, attachment: &Attachment, table: KBox<DmaTable>, dir: DmaDirection) {
         table.unmap(dir);
-        let mut state = self.state.lock();
         if let Some(kind) = MapType::from_word(attachment.exporter_data()) {
-            trace::unmap(&self.exporter, state.ino, attachment.dev(), kind.name());
+            trace::unmap(&self.exporter, self.ino(), attachment.dev(), kind.name());
         }
-        state.mappings -= 1;
-        if state.mappings == 0 {
+        // A revoke waits for zero with `state` held while it checks the
+        // count; taking `state` to signal makes sure it is already asleep.
+        if self.mappings.fetch_sub(1, Release) == 1 {
+            let _state = self.state.lock();
             self.unmapped.notify_all();
         }
     }

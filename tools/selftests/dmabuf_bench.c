@@ -117,35 +117,71 @@ static struct stat3 time_import(struct side *s, const char *importer)
 	return summarize(v, RUNS);
 }
 
-/* Memory off then on: every buffer revoked (importers unmap) and given back. */
-static struct stat3 time_revoke(struct side *s, const char *importer, int k, int m)
+/* K buffers of a side, each imported (and mapped) by M importers. */
+struct revoke_setup {
+	int k, m, *bufs, *imps;
+};
+
+static void revoke_setup(struct side *s, const char *importer, int k, int m,
+			 struct revoke_setup *rs)
 {
-	int *bufs = calloc(k, sizeof(int)), *imps = calloc(k * m, sizeof(int));
 	struct importer_map map;
-	double v[5];
 
+	*rs = (struct revoke_setup){ k, m, calloc(k, sizeof(int)), calloc(k * m, sizeof(int)) };
 	for (int i = 0; i < k; i++)
-		bufs[i] = export_n(s->h.device, 1, 4 * PAGE);
+		rs->bufs[i] = export_n(s->h.device, 1, 4 * PAGE);
 	for (int i = 0; i < k * m; i++) {
-		imps[i] = importer_open(importer, bufs[i / m], IMPORTER_DYNAMIC_P2P);
-		importer_map(imps[i], &map);
+		rs->imps[i] = importer_open(importer, rs->bufs[i / m], IMPORTER_DYNAMIC_P2P);
+		importer_map(rs->imps[i], &map);
 	}
-	for (int r = 0; r < 5; r++) {
-		double t = now_us();
+}
 
-		set_memory_enable(s->h.device, 0);
-		set_memory_enable(s->h.device, 1);
-		v[r] = now_us() - t;
-		for (int i = 0; i < k * m; i++)
-			importer_map(imps[i], &map);
+/* Memory off then on: every buffer revoked (importers unmap) and given back. */
+static double revoke_round(struct side *s, struct revoke_setup *rs)
+{
+	struct importer_map map;
+	double t = now_us();
+
+	set_memory_enable(s->h.device, 0);
+	set_memory_enable(s->h.device, 1);
+	t = now_us() - t;
+	for (int i = 0; i < rs->k * rs->m; i++)
+		importer_map(rs->imps[i], &map);
+	return t;
+}
+
+static void revoke_teardown(struct revoke_setup *rs)
+{
+	for (int i = 0; i < rs->k * rs->m; i++)
+		close(rs->imps[i]);
+	for (int i = 0; i < rs->k; i++)
+		close(rs->bufs[i]);
+	free(rs->imps);
+	free(rs->bufs);
+}
+
+#define REVOKE_RUNS	9
+
+/*
+ * Both sides set up at once and their rounds alternating: whatever the
+ * host does meanwhile slows both alike.
+ */
+static void time_revoke(struct side *a, struct side *b, const char *importer, int k, int m,
+			struct stat3 *ta, struct stat3 *tb)
+{
+	double va[REVOKE_RUNS], vb[REVOKE_RUNS];
+	struct revoke_setup ra, rb;
+
+	revoke_setup(a, importer, k, m, &ra);
+	revoke_setup(b, importer, k, m, &rb);
+	for (int r = 0; r < REVOKE_RUNS; r++) {
+		va[r] = revoke_round(a, &ra);
+		vb[r] = revoke_round(b, &rb);
 	}
-	for (int i = 0; i < k * m; i++)
-		close(imps[i]);
-	for (int i = 0; i < k; i++)
-		close(bufs[i]);
-	free(imps);
-	free(bufs);
-	return summarize(v, 5);
+	revoke_teardown(&ra);
+	revoke_teardown(&rb);
+	*ta = summarize(va, REVOKE_RUNS);
+	*tb = summarize(vb, REVOKE_RUNS);
 }
 
 static long minflt(void)
@@ -201,7 +237,7 @@ static struct stat3 bandwidth(volatile uint8_t *p, bool write)
 	return summarize(v, 5);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct side ours = { .name = "dmabuf-vfio-pci", .bdf = test_dev("SW_IVSHMEM") };
 	struct side theirs = { .name = "vfio-pci", .bdf = test_dev("VFIO_IVSHMEM") };
@@ -219,6 +255,44 @@ int main(void)
 		return 1;
 	}
 	setrlimit(RLIMIT_NOFILE, &rl);
+	/*
+	 * One figure of one side alone, for a profiler to watch (perf record
+	 * -a in the guest):
+	 *   --export-loop ours|theirs N: N x 15 x 20 exports + closes;
+	 *   --revoke-loop ours|theirs K M N: N revoke + un-revoke rounds with
+	 *   K buffers x M importers.
+	 */
+	if (argc == 4 && !strcmp(argv[1], "--export-loop")) {
+		struct side *s = strcmp(argv[2], "ours") ? &theirs : &ours;
+		struct stat3 t = { 0 };
+
+		if (vfio_open_cdev(s->bdf, &s->h))
+			return 1;
+		for (int i = 0; i < atoi(argv[3]); i++)
+			t = time_export(s, 1);
+		printf("%s: export + close: %.1f (%.1f-%.1f) us\n", s->name, t.med, t.min, t.max);
+		return 0;
+	}
+	if (argc == 6 && !strcmp(argv[1], "--revoke-loop")) {
+		struct side *s = strcmp(argv[2], "ours") ? &theirs : &ours;
+		struct revoke_setup rs;
+		struct stat3 t;
+		double *v;
+		int n = atoi(argv[5]);
+
+		if (n < 1 || vfio_open_cdev(s->bdf, &s->h) || set_memory_enable(s->h.device, 1))
+			return 1;
+		v = calloc(n, sizeof(*v));
+		revoke_setup(s, importer, atoi(argv[3]), atoi(argv[4]), &rs);
+		for (int r = 0; r < n; r++)
+			v[r] = revoke_round(s, &rs);
+		revoke_teardown(&rs);
+		t = summarize(v, n);
+		free(v);
+		printf("%s: revoke + un-revoke %s x %s: %.1f (%.1f-%.1f) us\n", s->name, argv[3],
+		       argv[4], t.med, t.min, t.max);
+		return 0;
+	}
 	for (int i = 0; i < 2; i++) {
 		if (vfio_open_cdev(sides[i]->bdf, &sides[i]->h) ||
 		    set_memory_enable(sides[i]->h.device, 1)) {
@@ -236,8 +310,10 @@ int main(void)
 	for (unsigned int i = 0; i < ARRAY_SIZE(km); i++) {
 		snprintf(what, sizeof(what), "revoke + un-revoke, %d bufs x %d importers",
 			 km[i][0], km[i][1]);
-		row(what, "us", time_revoke(&ours, importer, km[i][0], km[i][1]),
-		    time_revoke(&theirs, importer, km[i][0], km[i][1]), true);
+		struct stat3 t_ours, t_theirs;
+
+		time_revoke(&ours, &theirs, importer, km[i][0], km[i][1], &t_ours, &t_theirs);
+		row(what, "us", t_ours, t_theirs, true);
 	}
 
 	/* CPU mappings: ours through a dma-buf, theirs through the device fd. */
