@@ -7,6 +7,7 @@
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/vfio_pci_core.h>
+#include <linux/wait_bit.h>
 
 #include "include/dmabuf_vfio_glue.h"
 
@@ -148,4 +149,16 @@ void dmabuf_vfio_vma_set_pfnmap(struct vm_area_struct *vma,
 			  VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_private_data = data;
 	vma->vm_ops = ops;
+}
+
+void dmabuf_vfio_count_wait_zero(atomic_long_t *count)
+{
+	wait_var_event(count, !atomic_long_read_acquire(count));
+}
+
+void dmabuf_vfio_count_dec_wake(atomic_long_t *count)
+{
+	/* Fully ordered: wake_up_var() then sees any waiter queued before. */
+	if (atomic_long_dec_and_test(count))
+		wake_up_var(count);
 }

@@ -42,7 +42,7 @@ use crate::{dma_buf::DmaBufRef, trace, wq, DmabufVfioPci, ExportedBar, Exports};
 use kernel::{
     impl_has_work, new_work,
     prelude::*,
-    sync::atomic::{Acquire, Relaxed},
+    sync::atomic::Relaxed,
     uaccess::{UserPtr, UserSlice},
     workqueue::{Work, WorkItem},
 };
@@ -164,14 +164,8 @@ fn revoke(
         resv.wait_idle();
     }
     // Importers that unmap from their invalidation callback are done now;
-    // the others unmap later, and the last one signals.
-    if bar.mappings.load(Acquire) == 0 {
-        return;
-    }
-    let mut state = bar.state.lock();
-    while bar.mappings.load(Acquire) > 0 {
-        bar.unmapped.wait(&mut state);
-    }
+    // the others unmap later, and the last one wakes us.
+    bar.mappings.wait_zero();
 }
 
 /// Lets importers map `bar` again, unless it was revoked for good.

@@ -17,8 +17,8 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
-        atomic::{Atomic, Relaxed, Release},
-        Arc, CondVar, Mutex, SetOnce,
+        atomic::{Atomic, Relaxed},
+        Arc, Mutex, SetOnce,
     },
     uaccess::{UserPtr, UserSlice},
 };
@@ -33,6 +33,7 @@ mod revoke;
 mod trace;
 mod vfio;
 mod vm;
+mod wait;
 mod wq;
 
 use dma_buf::{Attachment, DmaDirection, DmaTable, Exporter, PhysRange, RawDmaBuf};
@@ -40,6 +41,7 @@ use p2pdma::MapType;
 use pci_ext::P2pProvider;
 use vfio::{bindings as uapi, CoreDevice, Device, DeviceRegistration, Registration, VariantDriver};
 use vm::{Fault, FaultOutcome, MemAttr, NewVma};
+use wait::ZeroWaitCount;
 
 module! {
     type: DmabufVfioPciModule,
@@ -366,7 +368,7 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
             exporter: pci.device().into(),
             published: SetOnce::new(),
             revoked: Atomic::new(false),
-            mappings: Atomic::new(0),
+            mappings: ZeroWaitCount::new(),
             state <- kernel::new_mutex!(BufferState {
                 permanent: false,
                 device: Some(registration),
@@ -374,7 +376,6 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
                 attachments: KVec::new(),
                 cpu_mappings: 0,
             }),
-            unmapped <- kernel::new_condvar!(),
         }),
         GFP_KERNEL,
     )?;
@@ -449,15 +450,12 @@ struct ExportedBar {
     /// maps read it under the reservation lock, as vfio-pci does, faults
     /// and attaches under `state`.
     revoked: Atomic<bool>,
-    /// DMA mappings handed to importers and not yet unmapped.  Maps and
+    /// DMA mappings handed to importers and not yet unmapped: maps and
     /// unmaps change it under the reservation lock (every importer is
-    /// dynamic); the last unmap signals `unmapped` under `state`.
-    mappings: Atomic<usize>,
+    /// dynamic), a revoke waits for it to drop to zero.
+    mappings: ZeroWaitCount,
     #[pin]
     state: Mutex<BufferState>,
-    /// Signalled when `mappings` drops to zero.
-    #[pin]
-    unmapped: CondVar,
 }
 
 /// What an export learns only once the dma-buf exists.
@@ -486,7 +484,7 @@ impl ExportedBar {
 
     /// DMA mappings importers hold now.
     fn dma_mappings(&self) -> usize {
-        self.mappings.load(Relaxed)
+        self.mappings.get()
     }
 
     /// Pins the exporting device, unless it was closed (or the buffer
@@ -559,7 +557,7 @@ impl Exporter for ExportedBar {
             }
             MapType::NotSupported => return Err(EINVAL),
         };
-        self.mappings.add(1, Relaxed);
+        self.mappings.inc();
         trace::map(
             &self.exporter,
             self.ino(),
@@ -575,12 +573,7 @@ impl Exporter for ExportedBar {
         if let Some(kind) = MapType::from_word(attachment.exporter_data()) {
             trace::unmap(&self.exporter, self.ino(), attachment.dev(), kind.name());
         }
-        // A revoke waits for zero with `state` held while it checks the
-        // count; taking `state` to signal makes sure it is already asleep.
-        if self.mappings.fetch_sub(1, Release) == 1 {
-            let _state = self.state.lock();
-            self.unmapped.notify_all();
-        }
+        self.mappings.dec();
     }
 
     fn mmap(&self, vma: &NewVma) -> Result<MemAttr> {

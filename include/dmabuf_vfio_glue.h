@@ -12,6 +12,7 @@
 #ifndef DMABUF_VFIO_GLUE_H
 #define DMABUF_VFIO_GLUE_H
 
+#include <linux/atomic.h>
 #include <linux/dma-mapping.h>
 #include <linux/pci.h>
 #include <linux/vfio.h>
@@ -51,6 +52,13 @@ bool dmabuf_vfio_dma_use_iova(struct dma_iova_state *state);
 void dmabuf_vfio_vma_set_pfnmap(struct vm_area_struct *vma,
 				const struct vm_operations_struct *ops,
 				void *data, bool write_combine);
+
+/*
+ * A count waited on until it drops to zero (wait_var_event() is a macro,
+ * the wake needs the fully ordered atomic_long_dec_and_test()).
+ */
+void dmabuf_vfio_count_wait_zero(atomic_long_t *count);
+void dmabuf_vfio_count_dec_wake(atomic_long_t *count);
 
 /* Tracepoints (trace.c, events in dmabuf_vfio_trace.h). */
 void dmabuf_vfio_trace_export(struct device *dev, u64 ino, u64 size,

@@ -72,11 +72,13 @@ kunit_results() {
 	done
 	[ $found = 1 ] || result "not ok" "kunit suites ran"
 }
+step kunit
 kunit_results
 
 # Classifies the emulated devices: by the root port they sit under (the
 # multifunction topologies at fixed addresses), else on the root bus or
 # behind the switch.
+step classify
 depth() { realpath "/sys/bus/pci/devices/$1" | awk -F/ '{print NF - 4}'; }
 declare -A DEV
 for d in /sys/bus/pci/devices/*; do
@@ -123,6 +125,7 @@ identity_domain() {	# bdf
 	local type=/sys/bus/pci/devices/$1/iommu_group/type
 	echo identity >"$type" && grep -qx identity "$type"
 }
+step load_test_importer
 insmod "$HERE/importer/dmabuf_test_importer.ko" || result "not ok" load_test_importer
 
 DEVICES=
