@@ -82,9 +82,19 @@ if [ ! -f "$kdir/.config" ]; then
 	[ $bad = 0 ] || { rm -f "$kdir/.config"; exit 1; }
 fi
 
+# Every line of the build log carries the seconds since the build started:
+# scripts/build-profile.sh sums them per directory (where a cold build goes).
+stamp() {
+	local t0=${EPOCHREALTIME/./} t line
+	while IFS= read -r line; do
+		t=$(( ${EPOCHREALTIME/./} - t0 ))
+		printf '%d.%02d %s\n' $((t / 1000000)) $((t % 1000000 / 10000)) "$line"
+	done
+}
 start=$(date +%s)
 log "building (about 18 minutes on 2 cores when cold)"
-kmake -s all >"$ktree/build.log" 2>&1 || { tail -50 "$ktree/build.log" >&2; exit 1; }
+kmake all 2>&1 | stamp >"$ktree/build.log"
+[ "${PIPESTATUS[0]}" = 0 ] || { tail -50 "$ktree/build.log" >&2; exit 1; }
 kmake -s headers_install INSTALL_HDR_PATH="$ktree/headers" >>"$ktree/build.log" 2>&1
 rm -rf "$ktree/modules"
 kmake -s modules_install INSTALL_MOD_PATH="$ktree/modules" >>"$ktree/build.log" 2>&1

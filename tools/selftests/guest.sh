@@ -25,6 +25,12 @@ say() { printf '%s\n' "$*"; }
 # What ran when (guest uptime in seconds): run.sh names the step a guest
 # that died was in.
 step() { printf '%s %s\n' "$(cut -d' ' -f1 /proc/uptime)" "$*" >>"$RES/timeline"; }
+# Where the boot went before this script: the kernel's and virtme-ng-init's
+# own milestones, at their kernel timestamps.
+dmesg | sed -n -E \
+	-e 's/^\[ *([0-9.]+)\] Run (.*) as init process.*/\1 boot: kernel runs \2/p' \
+	-e 's/^\[ *([0-9.]+)\] virtme-ng-init: (basic initialization done|triggering udev coldplug|waiting for udev to settle|udev is done|starting script)$/\1 boot: \2/p' \
+	>>"$RES/timeline"
 step start
 PREFIX=
 [ "$MODE" = amd ] && PREFIX=amd/

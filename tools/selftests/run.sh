@@ -95,12 +95,67 @@ QEMU_OPTS=(
 	-D "$RES/qemu.log" -d cpu_reset
 )
 
+# No verdict comes from a total time: a guest is stopped only when it makes
+# no progress (no file of its own in $RES changes: the timeline, a test's
+# log) for $STALL seconds.  How long the boot took in this run measures how
+# fast the guest runs here and now, and stretches the limit for the tests.
+STALL=${DMABUF_STALL_SECONDS:-600}
+# What the boot (QEMU start to guest.sh) takes on an idle build machine.
+BOOT_REFERENCE=60
+
+stop_guest() {	# vng pid
+	kill "$1" 2>/dev/null
+	# Ending vng does not always end the QEMU it started.
+	pkill -f -- "virtme_initmount0=${RES#/} " 2>/dev/null
+}
+
+# Runs beside vng: copies every new timeline step into timeline.host with
+# the host's seconds since QEMU started, and stops a guest that is stuck.
+watchdog() {	# vng pid
+	local t0=$SECONDS seen=0 n now last=$SECONDS limit=$STALL booted=
+	local mark=$RES/.progress
+	touch "$mark"
+	while kill -0 "$1" 2>/dev/null; do
+		sleep 2
+		now=$SECONDS
+		n=$(wc -l <"$RES/timeline" 2>/dev/null) || n=0
+		if [ "$n" -gt "$seen" ]; then
+			sed -n "$((seen + 1)),${n}p" "$RES/timeline" |
+				sed "s/^/$((now - t0)) /" >>"$RES/timeline.host"
+			seen=$n
+			if [ -z "$booted" ] && grep -q ' start$' "$RES/timeline"; then
+				booted=$((now - t0))
+				limit=$(( STALL * (booted > BOOT_REFERENCE ? booted : BOOT_REFERENCE) / BOOT_REFERENCE ))
+				echo "$booted $limit" >"$RES/boot-seconds"
+			fi
+		fi
+		if [ -n "$(find "$RES" -maxdepth 1 -type f -newer "$mark" ! -name console.log \
+			! -name qemu.log ! -name timeline.host ! -name .progress -print -quit)" ]; then
+			touch "$mark"
+			last=$now
+		elif [ $((now - last)) -ge "$limit" ]; then
+			echo "$((now - t0)) s after QEMU started, nothing changed for $((now - last)) s (limit $limit s)" >"$RES/stalled"
+			stop_guest "$1"
+			return
+		fi
+	done
+}
+
 boot() {
-	timeout --foreground 900 "$VNG" --run "$KDIR" --disable-microvm --disable-kvm \
+	"$VNG" --run "$KDIR" --disable-microvm --disable-kvm \
 		--cpus 2 --memory 3G --rwdir="$RES" \
 		--qemu-opts="${QEMU_OPTS[*]}" \
 		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0" \
-		--exec "env DMABUF_QEMU_ROOT=$QEMU_ROOT DMABUF_INSTALL_STAGE=$RES/install $HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1
+		--exec "env DMABUF_QEMU_ROOT=$QEMU_ROOT DMABUF_INSTALL_STAGE=$RES/install $HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1 &
+	local vng=$! rc dog
+	watchdog $vng &
+	dog=$!
+	wait $vng
+	rc=$?
+	kill $dog 2>/dev/null
+	wait $dog 2>/dev/null
+	stop_guest $vng
+	return $rc
 }
 
 # make install and DKMS for the test kernel, on the host: the guest installs
@@ -120,23 +175,37 @@ diagnose() {	# seconds, vng exit code
 	local last
 	last=$(tail -1 "$RES/timeline" 2>/dev/null)
 	echo "[run] the guest stopped after $1 s (vng exit $2), in: ${last:-boot, before guest.sh started} (guest uptime, step)"
+	[ -f "$RES/stalled" ] && echo "[run] stopped for lack of progress: $(cat "$RES/stalled")"
 	grep -a -h -E 'Triple fault|fatal|[Aa]ssert|abort' "$RES/qemu.log" 2>/dev/null | head -3 | sed 's/^/[run] qemu: /'
 	grep -a -v -E '^(ok|not ok) - ' "$RES/console.log" | grep -v '^$' | tail -8 | sed 's/^/[run] console: /'
 	dmesg 2>/dev/null | grep -i -E 'out of memory|oom-kill|killed process' | tail -2 | sed 's/^/[run] host: /'
+}
+
+# Where the time of a run went: the boot's milestones (guest uptime), the
+# host's seconds from QEMU's start to guest.sh and to the first test, and
+# the longest steps.
+timeline_summary() {
+	[ -f "$RES/timeline" ] || return 0
+	awk '$2 == "boot:" { t = $1; sub(/^[^ ]+ boot: /, ""); printf "%s%s %s s", (n++ ? ", " : "[run] boot (guest uptime): "), $0, t }
+		END { if (n) print "" }' "$RES/timeline"
+	awk '$3 == "start" && !s { s = $1 } $3 ~ /_test$/ && !t { t = $1 }
+		END { if (s != "") printf "[run] host seconds from QEMU start: guest.sh %s, first test binary %s\n", s, t == "" ? "never" : t }' \
+		"$RES/timeline.host" 2>/dev/null
+	awk '$2 != "boot:" { if (p != "") printf "%.1f %s\n", $1 - t, p; t = $1; p = $2 }' "$RES/timeline" |
+		sort -rn | head -5 | awk '{ printf "%s%s %s s", (NR > 1 ? ", " : "[run] longest steps: "), $2, $1 } END { if (NR) print "" }'
 }
 
 start=$(date +%s)
 echo "[run] booting $(basename "$(dirname "$KDIR")") under TCG ($MODE)"
 boot
 vng_rc=$?
-# timeout ends vng, not always the QEMU it started.
-pkill -f -- "virtme_initmount0=${RES#/} " 2>/dev/null
 # Rarely QEMU dies under a TCG guest with nothing on the guest console (seen
 # before user space with -cpu EPYC, and mid-run twice in ~40 runs, once
 # while the host VM was being snapshotted).  Such a boot is run again once,
 # from the start, and its logs kept in first-boot/; a guest that stopped
 # after its kernel reported trouble is a failure, never run again.
-if [ ! -f "$RES/complete" ] && ! grep -q -a -E "$SPLATS" "$RES/console.log"; then
+if [ ! -f "$RES/complete" ] && [ ! -f "$RES/stalled" ] &&
+	! grep -q -a -E "$SPLATS" "$RES/console.log"; then
 	diagnose $(( $(date +%s) - start )) $vng_rc
 	echo "[run] no kernel splat on the console: booting again (first boot's logs in $RES/first-boot)"
 	mkdir "$RES/first-boot"
@@ -145,9 +214,9 @@ if [ ! -f "$RES/complete" ] && ! grep -q -a -E "$SPLATS" "$RES/console.log"; the
 	start=$(date +%s)
 	boot
 	vng_rc=$?
-	pkill -f -- "virtme_initmount0=${RES#/} " 2>/dev/null
 fi
 echo "[run] guest ran $(( $(date +%s) - start )) s (vng exit $vng_rc)"
+timeline_summary
 
 if [ "$MODE" = demo ]; then
 	grep -v -E '^(ok|not ok) - bind_' "$RES/console.log" | sed -n '/== dmabuf-vfio-pci demo/,$p'
