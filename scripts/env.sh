@@ -18,4 +18,7 @@ if [ ! -x "$BINDGEN" ] && command -v bindgen >/dev/null; then
 	BINDGEN=$(command -v bindgen)
 fi
 VNG=$DEPS_DIR/venv/bin/vng
+# virtme-ng finds it on PATH and shares the guest's root through it.
+VIRTIOFSD=$DEPS_DIR/cargo/bin/virtiofsd
+VIRTIOFSD_VERSION=1.14.0
 export PATH=$DEPS_DIR/cargo/bin:$DEPS_DIR/venv/bin:$PATH

@@ -7,8 +7,10 @@
 # bookworm gives the compilers, QEMU and the kernel build tools; trixie-backports
 # gives only architecture-independent packages (the 7.3 kernel source and the
 # rust-src matching rustc 1.95), fetched with `apt-get download` so nothing from
-# the newer suite can touch libc6.  QEMU 11 (trixie-backports) goes into a
-# separate trixie root filesystem (scripts/qemu-rootfs.sh).
+# the newer suite can touch libc6.  The test guest boots from a trixie root
+# filesystem of its own, with QEMU 11 from trixie-backports
+# (scripts/guest-rootfs.sh), which virtme-ng shares with virtiofsd (built
+# here with cargo: bookworm's QEMU has none).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,8 +22,9 @@ APT_PKGS=(
 	build-essential flex bison libelf-dev libssl-dev bc cpio kmod zstd
 	xz-utils rsync pahole python3-venv python3-docutils
 	clang-19 lld-19 llvm-19 libclang-19-dev libclang1-19
-	qemu-system-x86 busybox-static udev
+	qemu-system-x86 busybox-static
 	debootstrap dkms
+	libseccomp-dev libcap-ng-dev
 )
 
 need_apt=()
@@ -100,13 +103,17 @@ if ! "$BINDGEN" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
 	cargo install --locked --quiet --root "$DEPS_DIR/cargo" bindgen-cli --version "$BINDGEN_VERSION"
 fi
 
+if ! "$VIRTIOFSD" --version 2>/dev/null | grep -q "$VIRTIOFSD_VERSION"; then
+	log "cargo install virtiofsd $VIRTIOFSD_VERSION"
+	cargo install --locked --quiet --root "$DEPS_DIR/cargo" virtiofsd --version "$VIRTIOFSD_VERSION"
+fi
+
 if ! "$VNG" --version >/dev/null 2>&1; then
 	log "installing virtme-ng $VNG_VERSION in a venv"
 	python3 -m venv "$DEPS_DIR/venv"
 	"$DEPS_DIR/venv/bin/pip" install -q "virtme-ng==$VNG_VERSION"
 fi
 
-# QEMU 11 for the end-to-end test runs from a trixie root of its own.
-QEMU_ROOT=$("$here/qemu-rootfs.sh")
+GUEST_ROOT=$("$here/guest-rootfs.sh")
 
-log "ok: $(rustc --version), $("$BINDGEN" --version), clang $(clang-19 -dumpversion), $(qemu-system-x86_64 --version | head -1); guest: $(cat "$QEMU_ROOT/.qemu-version")"
+log "ok: $(rustc --version), $("$BINDGEN" --version), clang $(clang-19 -dumpversion), $(qemu-system-x86_64 --version | head -1); $("$VIRTIOFSD" --version | head -1); guest: $(cat "$GUEST_ROOT/.qemu-version")"

@@ -15,8 +15,9 @@
 # devices whose driver_override names the driver must bind to it.  The
 # module must not be loaded when this starts.
 #
-# /lib/modules is virtme-ng's tmpfs with a link to the build tree's module
-# directory: the link is replaced by a copy, so nothing on the host changes.
+# /lib/modules/<release> is a link into the build tree's module directory
+# (run.sh) in the guest root's /lib, which virtme-ng overlays with a tmpfs:
+# the link is replaced by a copy, so nothing on the host changes.
 set -u
 
 HOW=$1

@@ -5,8 +5,8 @@
 #
 #   qemu_e2e.sh legacy|iommufd BDF
 #
-# Real QEMU 11 (Debian trixie-backports, from the root filesystem of
-# scripts/qemu-rootfs.sh, entered with chroot) assigns BDF, an ivshmem-plain
+# Real QEMU 11 (Debian trixie-backports, in the guest's root filesystem,
+# scripts/guest-rootfs.sh) assigns BDF, an ivshmem-plain
 # device with a 1 GiB RAM BAR2 bound to dmabuf-vfio-pci, with -device vfio-pci
 # through the legacy container or iommufd.  QEMU's realize asks our driver for
 # one dma-buf per mmap-able region (VFIO_DEVICE_FEATURE_DMA_BUF); with iommufd
@@ -31,7 +31,6 @@ set -u
 
 BACKEND=$1
 BDF=$2
-ROOT=${DMABUF_QEMU_ROOT:?the path of scripts/qemu-rootfs.sh\'s root}
 HERE=$(cd "$(dirname "$0")" && pwd)
 STATUS=/sys/kernel/debug/dmabuf_vfio_pci/$BDF/status
 TRACEFS=/sys/kernel/tracing
@@ -48,9 +47,9 @@ expect() {	# what, got, want
 counter() { sed -n "s/^$1: //p" "$STATUS"; }
 buffers() { grep -c '^buffer ' "$STATUS"; }
 
-[ -f "$ROOT/.complete" ] || { fail "no QEMU root filesystem at $ROOT"; exit 1; }
+[ -f /.qemu-version ] || { fail "not in the root of scripts/guest-rootfs.sh (no /.qemu-version)"; exit 1; }
 [ -r "$STATUS" ] || { fail "$BDF is not bound to dmabuf-vfio-pci ($STATUS)"; exit 1; }
-say "$(cat "$ROOT/.qemu-version"), backend $BACKEND, device $BDF"
+say "$(cat /.qemu-version), backend $BACKEND, device $BDF"
 group=$(basename "$(readlink "/sys/bus/pci/devices/$BDF/iommu_group")")
 say "iommu group $group: $(ls "/sys/bus/pci/devices/$BDF/iommu_group/devices" | tr '\n' ' ')"
 
@@ -67,17 +66,11 @@ echo 0 >$TRACEFS/tracing_on
 echo 1 >$TRACEFS/events/dmabuf_vfio_pci/enable
 echo 1 >$TRACEFS/tracing_on
 
-# One QEMU session: started in its own mount namespace, chrooted into the
-# trixie root with the guest's /dev, /proc and /sys, talking qtest on stdio.
+# One QEMU session, talking qtest on stdio.
 qemu_start() {	# session name
 	local log=$WORK/$1.stderr
 	coproc QEMU {
-		exec unshare --mount --propagation private sh -c '
-			root=$1; shift
-			mount --rbind /dev "$root/dev" && mount -t proc proc "$root/proc" &&
-			mount --rbind /sys "$root/sys" && mount -t tmpfs tmpfs "$root/tmp" &&
-			exec chroot "$root" "$@"' sh "$ROOT" \
-			qemu-system-x86_64 -machine q35 -accel qtest -qtest stdio \
+		exec qemu-system-x86_64 -machine q35 -accel qtest -qtest stdio \
 			-qtest-log none -nodefaults -display none -m 64 \
 			"${VFIO_OPTS[@]}" 2>"$log"
 	}

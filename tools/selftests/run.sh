@@ -50,15 +50,43 @@ case "${1:-}" in
 --amd) MODE=amd RES=$HERE/results-amd CPU=(-cpu EPYC) ;;
 --e2e) MODE=e2e RES=$HERE/results-e2e ;;
 esac
-# QEMU 11's root filesystem for qemu_e2e.sh (scripts/qemu-rootfs.sh, run by
+# The guest boots from a trixie root of its own, with QEMU 11 for
+# qemu_e2e.sh and no udev (scripts/guest-rootfs.sh, run by
 # scripts/install-deps.sh).
-QEMU_ROOT=$("$TOP/scripts/qemu-rootfs.sh" --path)
+GUEST_ROOT=$("$TOP/scripts/guest-rootfs.sh" --path)
 KDIR=${KDIR:-$("$TOP/scripts/kernel.sh" --path)}
 rm -rf "$RES"
 mkdir -p "$RES"
+# Where the guest sees $RES: the checkout above it is read-only there, and
+# virtme-ng mounts the writable directories first.
+GUEST_RES=/run/dmabuf-results
+
+# virtme-ng shares a host directory at the same path in the guest, onto a
+# mount point that must exist in the read-only root, and only paths made of
+# [a-zA-Z0-9_+ /.-] (the kernel cache's has a '~'): the nearest such parent.
+shareable() {	# path
+	local d=$1
+	while [[ $d == *[!a-zA-Z0-9_+\ /.-]* ]]; do d=${d%/*}; done
+	echo "$d"
+}
+SHARED=("$TOP" "$(shareable "$KDIR")")
+for d in "${SHARED[@]}"; do
+	[ -d "$GUEST_ROOT$d" ] || mkdir -p "$GUEST_ROOT$d"
+done
+# A --root guest loads modules from its own /lib/modules/<release>: a link
+# to virtme-ng's module directory of the build tree, which the guest sees at
+# the host's path.
+(cd "$KDIR" && virtme-prep-kdir-mods) >"$RES/prep-kdir-mods.log" 2>&1 ||
+	echo "[run] virtme-prep-kdir-mods failed (see $RES/prep-kdir-mods.log)"
+ln -sfn "$KDIR/.virtme_mods/lib/modules/0.0.0" \
+	"$GUEST_ROOT/lib/modules/$(cat "$KDIR/include/config/kernel.release")"
 
 QEMU_OPTS=(
 	-machine q35,kernel-irqchip=split
+	# q35's ACPI hotplug of devices behind bridges gives each bridge 32 AML
+	# slot objects, which Linux searched for every device it found behind
+	# one: 0.6 s a device under TCG, 9 s of each boot.  No test hotplugs.
+	-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off
 	-device intel-iommu,intremap=on
 	-device edu,dma_mask=0xffffffffffffffff
 	-device edu,dma_mask=0xffffffffffffffff
@@ -106,7 +134,7 @@ BOOT_REFERENCE=60
 stop_guest() {	# vng pid
 	kill "$1" 2>/dev/null
 	# Ending vng does not always end the QEMU it started.
-	pkill -f -- "virtme_initmount0=${RES#/} " 2>/dev/null
+	pkill -f -- "dmabuf_results=$RES " 2>/dev/null
 }
 
 # Runs beside vng: copies every new timeline step into timeline.host with
@@ -118,7 +146,8 @@ watchdog() {	# vng pid
 	while kill -0 "$1" 2>/dev/null; do
 		sleep 2
 		now=$SECONDS
-		n=$(wc -l <"$RES/timeline" 2>/dev/null) || n=0
+		n=0
+		[ -f "$RES/timeline" ] && n=$(wc -l <"$RES/timeline")
 		if [ "$n" -gt "$seen" ]; then
 			sed -n "$((seen + 1)),${n}p" "$RES/timeline" |
 				sed "s/^/$((now - t0)) /" >>"$RES/timeline.host"
@@ -142,11 +171,15 @@ watchdog() {	# vng pid
 }
 
 boot() {
+	local d ro=()
+	for d in "${SHARED[@]}"; do ro+=("--rodir=$d=$d"); done
+	# dmabuf_results= tells this run's QEMU from another's (stop_guest).
 	"$VNG" --run "$KDIR" --disable-microvm --disable-kvm \
-		--cpus 2 --memory 3G --rwdir="$RES" \
+		--cpus 2 --memory 3G --root "$GUEST_ROOT" \
+		--rwdir="$GUEST_RES=$RES" "${ro[@]}" \
 		--qemu-opts="${QEMU_OPTS[*]}" \
-		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0" \
-		--exec "env DMABUF_QEMU_ROOT=$QEMU_ROOT DMABUF_INSTALL_STAGE=$RES/install $HERE/guest.sh $MODE $RES" </dev/null >"$RES/console.log" 2>&1 &
+		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0 dmabuf_results=$RES" \
+		--exec "env DMABUF_INSTALL_STAGE=$GUEST_RES/install $HERE/guest.sh $MODE $GUEST_RES" </dev/null >"$RES/console.log" 2>&1 &
 	local vng=$! rc dog
 	watchdog $vng &
 	dog=$!
