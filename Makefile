@@ -46,7 +46,7 @@ KMAKE = $(ENV) $(MAKE) -C $(KDIR) M=$(src) LLVM=$(LLVM) BINDGEN=$$BINDGEN \
 RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs))
 C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)
 
-.PHONY: all modules deps kernel demo bench check lint fmt rustfmt-check clippy \
+.PHONY: all modules deps kernel demo bench check check-under-load lint fmt rustfmt-check clippy \
 	checkpatch selftests install headers_install intree clean
 
 all: modules
@@ -100,6 +100,9 @@ bench: deps selftests
 
 check: deps kernel
 	@$(src)/scripts/check.sh
+
+check-under-load: deps kernel
+	@$(src)/scripts/check-under-load.sh
 
 # Kbuild installs external modules under updates/, which depmod searches
 # before the kernel's own directory, and runs depmod when KDIR has System.map.

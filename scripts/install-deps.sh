@@ -24,7 +24,7 @@ APT_PKGS=(
 	clang-19 lld-19 llvm-19 libclang-19-dev libclang1-19
 	qemu-system-x86 busybox-static
 	debootstrap dkms
-	libseccomp-dev libcap-ng-dev
+	libseccomp-dev libcap-ng-dev stress-ng
 )
 
 need_apt=()
