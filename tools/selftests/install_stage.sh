@@ -16,7 +16,7 @@ set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 KDIR=${1:?usage: install_stage.sh KDIR STAGE}
 STAGE=${2:?usage: install_stage.sh KDIR STAGE}
-KVER=$(make -s -C "$KDIR" kernelrelease)
+KVER=$(make -s --no-print-directory -C "$KDIR" kernelrelease)
 rm -rf "$STAGE"
 mkdir -p "$STAGE"
 
