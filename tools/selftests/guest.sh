@@ -38,6 +38,9 @@ dmesg | sed -n -E \
 	-e 's/^\[ *([0-9.]+)\] virtme-ng-init: (basic initialization done|triggering udev coldplug|waiting for udev to settle|udev is done|starting script)$/\1 boot: \2/p' \
 	>>"$RES/timeline"
 step start
+# The kernel log as it is written: the guest's serial console goes nowhere,
+# and a guest that hangs never reaches the dmesg.txt at the end.
+dmesg --follow >"$RES/kmsg.txt" 2>&1 &
 PREFIX=
 [ "$MODE" = amd ] && PREFIX=amd/
 result() {	# ok|not ok, name, [detail]

@@ -159,7 +159,7 @@ watchdog() {	# vng pid
 			fi
 		fi
 		if [ -n "$(find "$RES" -maxdepth 1 -type f -newer "$mark" ! -name console.log \
-			! -name qemu.log ! -name timeline.host ! -name .progress -print -quit)" ]; then
+			! -name qemu.log ! -name timeline.host ! -name kmsg.txt ! -name .progress -print -quit)" ]; then
 			touch "$mark"
 			last=$now
 		elif [ $((now - last)) -ge "$limit" ]; then
@@ -211,6 +211,7 @@ diagnose() {	# seconds, vng exit code
 	[ -f "$RES/stalled" ] && echo "[run] stopped for lack of progress: $(cat "$RES/stalled")"
 	grep -a -h -E 'Triple fault|fatal|[Aa]ssert|abort' "$RES/qemu.log" 2>/dev/null | head -3 | sed 's/^/[run] qemu: /'
 	grep -a -v -E '^(ok|not ok) - ' "$RES/console.log" | grep -v '^$' | tail -8 | sed 's/^/[run] console: /'
+	tail -12 "$RES/kmsg.txt" 2>/dev/null | sed 's/^/[run] kernel: /'
 	dmesg 2>/dev/null | grep -i -E 'out of memory|oom-kill|killed process' | tail -2 | sed 's/^/[run] host: /'
 }
 
@@ -238,7 +239,7 @@ vng_rc=$?
 # from the start, and its logs kept in first-boot/; a guest that stopped
 # after its kernel reported trouble is a failure, never run again.
 if [ ! -f "$RES/complete" ] && [ ! -f "$RES/stalled" ] &&
-	! grep -q -a -E "$SPLATS" "$RES/console.log"; then
+	! grep -q -s -a -E "$SPLATS" "$RES/console.log" "$RES/kmsg.txt"; then
 	diagnose $(( $(date +%s) - start )) $vng_rc
 	echo "[run] no kernel splat on the console: booting again (first boot's logs in $RES/first-boot)"
 	mkdir "$RES/first-boot"
@@ -276,6 +277,7 @@ fi
 
 # A splat fails the run even when every test passed.
 log=$RES/dmesg.txt
+[ -f "$log" ] || log=$RES/kmsg.txt
 [ -f "$log" ] || log=$RES/console.log
 splats=$(grep -n -a -E "$SPLATS" "$log")
 if [ -n "$splats" ]; then
