@@ -92,7 +92,7 @@ stamp() {
 	done
 }
 start=$(date +%s)
-log "building (about 18 minutes on 2 cores when cold)"
+log "building (12 to 32 minutes on 2 cores, measured)"
 kmake all 2>&1 | stamp >"$ktree/build.log"
 [ "${PIPESTATUS[0]}" = 0 ] || { tail -50 "$ktree/build.log" >&2; exit 1; }
 kmake -s headers_install INSTALL_HDR_PATH="$ktree/headers" >>"$ktree/build.log" 2>&1
