@@ -29,6 +29,26 @@ ifeq ($(origin KDIR),undefined)
 KDIR_IS_TEST_KERNEL := 1
 KDIR = $(shell $(src)/scripts/kernel.sh --path)
 endif
+
+# A tree built by the project's rustc (scripts/env.sh) is built with the
+# project's toolchain; a tree built by another rustc, a distribution's
+# (scripts/distro-kdir.sh) or the user's own, with the system's rustc and
+# bindgen.  A GCC-built tree with the C compiler its .config names.
+ifndef KDIR_IS_TEST_KERNEL
+KDIR_RUSTC := $(shell sed -n 's/^CONFIG_RUSTC_VERSION_TEXT="rustc \([^ ]*\).*/\1/p' $(KDIR)/.config 2>/dev/null)
+PROJECT_RUSTC := $(shell . $(src)/scripts/env.sh && echo $$PROJECT_RUSTC)
+ifneq ($(KDIR_RUSTC),)
+ifneq ($(KDIR_RUSTC),$(PROJECT_RUSTC))
+export DMABUF_NATIVE_TOOLCHAIN := 1
+endif
+endif
+ifeq ($(shell grep -sqx CONFIG_CC_IS_GCC=y $(KDIR)/.config && echo gcc),gcc)
+LLVM ?=
+ifeq ($(origin CC),default)
+CC := $(firstword $(shell sed -n 's/^CONFIG_CC_VERSION_TEXT="\(.*\)"/\1/p' $(KDIR)/.config))
+endif
+endif
+endif
 LLVM ?= -19
 
 # DKMS appends CC=clang LD=ld.lld for a clang-built kernel; with LLVM= set,
@@ -41,7 +61,7 @@ endif
 # Tools installed by scripts/install-deps.sh live in the cache, not on PATH.
 ENV := source $(src)/scripts/env.sh &&
 KMAKE = $(ENV) $(MAKE) -C $(KDIR) M=$(src) LLVM=$(LLVM) BINDGEN=$$BINDGEN \
-	CONFIG_DMABUF_VFIO_PCI=m
+	$(if $(LLVM),,CC=$(CC)) CONFIG_DMABUF_VFIO_PCI=m
 
 RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs))
 C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)

@@ -150,6 +150,7 @@ pub(crate) fn memattr_feature(dev: &Device<DmabufVfioPci>, set: bool, arg: UserP
     UserSlice::new(memattr_field, 4).writer().write(&current)
 }
 
+#[cfg(CONFIG_KUNIT)]
 #[kernel::macros::kunit_tests(dmabuf_vfio_pci_mmap)]
 mod tests {
     use super::*;

@@ -251,6 +251,7 @@ pub(crate) fn importer_map_type(
     Ok(kind)
 }
 
+#[cfg(CONFIG_KUNIT)]
 #[kernel::macros::kunit_tests(dmabuf_vfio_pci_p2pdma)]
 mod tests {
     use super::*;

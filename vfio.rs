@@ -38,7 +38,6 @@ use pin_init::PinInit;
     improper_ctypes,
     unreachable_pub,
     unsafe_op_in_unsafe_fn,
-    unnecessary_transmutes,
     clippy::all,
     clippy::as_underscore,
     clippy::cast_lossless,
@@ -46,6 +45,8 @@ use pin_init::PinInit;
     clippy::ref_as_ptr,
     clippy::undocumented_unsafe_blocks
 )]
+// rustc 1.88 added the lint; naming it on an older compiler is itself an error.
+#[cfg_attr(CONFIG_RUSTC_HAS_UNNECESSARY_TRANSMUTES, allow(unnecessary_transmutes))]
 pub(crate) mod bindings {
     include!("bindings_generated.rs");
 }
@@ -425,17 +426,24 @@ pub(crate) trait VariantDriver: Send + Sync + Sized + 'static {
 struct VfioOps<T: VariantDriver>(PhantomData<T>);
 
 impl<T: VariantDriver> VfioOps<T> {
+    #[cfg_attr(CONFIG_IOMMUFD, allow(clippy::needless_update))]
     const OPS: bindings::vfio_device_ops = bindings::vfio_device_ops {
         name: kernel::str::as_char_ptr_in_const_context(T::NAME)
             .cast_mut()
             .cast(),
         init: Some(Self::init),
         release: Some(Self::release),
+        #[cfg(CONFIG_IOMMUFD)]
         bind_iommufd: Some(bindings::vfio_iommufd_physical_bind),
+        #[cfg(CONFIG_IOMMUFD)]
         unbind_iommufd: Some(bindings::vfio_iommufd_physical_unbind),
+        #[cfg(CONFIG_IOMMUFD)]
         attach_ioas: Some(bindings::vfio_iommufd_physical_attach_ioas),
+        #[cfg(CONFIG_IOMMUFD)]
         detach_ioas: Some(bindings::vfio_iommufd_physical_detach_ioas),
+        #[cfg(CONFIG_IOMMUFD)]
         pasid_attach_ioas: Some(bindings::vfio_iommufd_physical_pasid_attach_ioas),
+        #[cfg(CONFIG_IOMMUFD)]
         pasid_detach_ioas: Some(bindings::vfio_iommufd_physical_pasid_detach_ioas),
         open_device: Some(Self::open_device),
         close_device: Some(Self::close_device),
@@ -449,6 +457,9 @@ impl<T: VariantDriver> VfioOps<T> {
         match_token_uuid: Some(bindings::vfio_pci_core_match_token_uuid),
         dma_unmap: None,
         device_feature: Some(Self::device_feature),
+        // Without CONFIG_IOMMUFD the iommufd callbacks are compiled out and
+        // stay NULL, as vfio-pci leaves them.
+        ..pin_init::zeroed()
     };
 
     const fn build() -> &'static bindings::vfio_device_ops {

@@ -5,7 +5,10 @@
 # "N passed, N failed, N skipped".  Exits non-zero on any failure.
 #   - rustfmt, clippy (CLIPPY=1 build, WERROR), checkpatch, the docs;
 #   - the in-tree build, and the KDIR checks against unusable trees;
-#   - the guest selftests (tools/selftests/run.sh), splat scan included.
+#   - Debian 13's stock kernel: its build tree completed for Rust modules
+#     (scripts/distro-kdir.sh), the module built by DKMS with its rustc;
+#   - the guest selftests (tools/selftests/run.sh), splat scan included, on
+#     the test kernel and on Debian's.
 set -uo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,15 +36,19 @@ step selftests_build make -s selftests
 step docs_build rst2html --report=2 --halt=2 Documentation/dmabuf-vfio-pci.rst /dev/null
 step intree_build make -s intree
 step kdir_errors tools/selftests/kdir_errors.sh "$(scripts/kernel.sh --path)"
+. scripts/env.sh
+step "stock_kdir_completed_$DISTRO_RELEASE" scripts/distro-kdir.sh "$DISTRO_RELEASE"
+step stock_kdir_errors scripts/distro-kdir.sh --run "$DISTRO_RELEASE" -- \
+	tools/selftests/distro_kdir_errors.sh "$DISTRO_RELEASE"
 
-# Two boots: the main one (Intel-like CPU: P2P through the host bridge is
-# refused) and one with an AMD Zen CPU model (it is allowed) for the P2P
-# topology tests.
+# Three boots: the main one (Intel-like CPU: P2P through the host bridge is
+# refused), one with an AMD Zen CPU model (it is allowed) for the P2P
+# topology tests, and Debian's stock kernel.
 : >"$out/guest.tap"
 if grep -q '^not ok - \(module_builds\|selftests_build\)' "$out/lint.tap"; then
 	echo "not ok - guest selftests (nothing to run: the build failed)" >"$out/guest.tap"
 else
-	for boot in "results" "results-amd --amd"; do
+	for boot in "results" "results-amd --amd" "results-stock --stock"; do
 		set -- $boot
 		guest=$TOP/tools/selftests/$1/final.tap
 		rm -f "$guest"

@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Build (or reuse) the root filesystem of the test guest: Debian trixie
-# (minbase) with kmod, iproute2 and QEMU 11 (qemu-system-x86 from
-# trixie-backports, for qemu_e2e.sh).  QEMU 11 needs trixie's libc, which
+# (minbase) with kmod, iproute2, QEMU 11 (qemu-system-x86 from
+# trixie-backports, for qemu_e2e.sh) and Debian's own kernel
+# $DISTRO_RELEASE, image and modules as Debian ships them (the stock-kernel
+# boot of tools/selftests/run.sh --stock).  QEMU 11 needs trixie's libc, which
 # must never reach the bookworm host, so the guest boots from a directory of
 # its own in the cache rather than from the host's whole /.
 #
@@ -23,9 +25,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 
 # Bump when this script changes what goes into the root.
-RECIPE=2
+RECIPE=3
 MIRROR=http://deb.debian.org/debian
-BACKPORTS_PKGS=(qemu-system-x86)
+BACKPORTS_PKGS=(qemu-system-x86 "linux-binary-unsigned-$DISTRO_RELEASE" "linux-modules-$DISTRO_RELEASE")
 PKGS=(kmod iproute2)
 
 key=$(printf '%s\n' "recipe=$RECIPE" "suite=trixie" "pkgs=${PKGS[*]}" "backports=${BACKPORTS_PKGS[*]}" | sha256sum | cut -c1-16)
@@ -71,8 +73,11 @@ log "installing ${PKGS[*]}, and ${BACKPORTS_PKGS[*]} from trixie-backports"
 	in_root apt-get update -qq &&
 	in_root apt-get install -y -qq --no-install-recommends "${PKGS[@]}" &&
 	in_root apt-get install -y -qq --no-install-recommends -t trixie-backports "${BACKPORTS_PKGS[@]}" &&
-	in_root apt-get clean
+	in_root apt-get clean &&
+	in_root depmod "$DISTRO_RELEASE"
 } >>"$root.log" 2>&1 || { tail -30 "$root.log" >&2; exit 1; }
+[ -f "$tmp/usr/lib/modules/$DISTRO_RELEASE/vmlinuz.unsigned" ] ||
+	{ log "no vmlinuz.unsigned in linux-binary-unsigned-$DISTRO_RELEASE"; exit 1; }
 
 cat >"$tmp/usr/local/bin/udevd" <<'STANDIN'
 #!/bin/sh

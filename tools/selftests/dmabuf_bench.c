@@ -266,7 +266,7 @@ int main(int argc, char **argv)
 		struct side *s = strcmp(argv[2], "ours") ? &theirs : &ours;
 		struct stat3 t = { 0 };
 
-		if (vfio_open_cdev(s->bdf, &s->h))
+		if (vfio_open(s->bdf, &s->h))
 			return 1;
 		for (int i = 0; i < atoi(argv[3]); i++)
 			t = time_export(s, 1);
@@ -280,7 +280,7 @@ int main(int argc, char **argv)
 		double *v;
 		int n = atoi(argv[5]);
 
-		if (n < 1 || vfio_open_cdev(s->bdf, &s->h) || set_memory_enable(s->h.device, 1))
+		if (n < 1 || vfio_open(s->bdf, &s->h) || set_memory_enable(s->h.device, 1))
 			return 1;
 		v = calloc(n, sizeof(*v));
 		revoke_setup(s, importer, atoi(argv[3]), atoi(argv[4]), &rs);
@@ -294,7 +294,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	for (int i = 0; i < 2; i++) {
-		if (vfio_open_cdev(sides[i]->bdf, &sides[i]->h) ||
+		if (vfio_open(sides[i]->bdf, &sides[i]->h) ||
 		    set_memory_enable(sides[i]->h.device, 1)) {
 			printf("bench: cannot open %s\n", sides[i]->bdf);
 			return 1;

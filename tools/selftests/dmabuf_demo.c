@@ -130,7 +130,7 @@ int main(void)
 	close(sv[1]);
 	printf("Exporter %s (dmabuf-vfio-pci), importer %s (test importer, same switch)\n",
 	       exporter, importer);
-	if (vfio_open_cdev(exporter, &h))
+	if (vfio_open(exporter, &h))
 		return fail("open exporter");
 	vfio_config_read(h.device, PCI_COMMAND, &cmd, 2);
 	cmd |= PCI_COMMAND_MEMORY;

@@ -107,7 +107,7 @@ FIXTURE_SETUP(export)
 
 	self->h = (struct vfio_handle){ -1, -1, -1, -1, 0 };
 	ASSERT_NE(NULL, bdf);
-	ASSERT_EQ(0, vfio_open_cdev(bdf, &self->h));
+	ASSERT_EQ(0, vfio_open(bdf, &self->h));
 	ASSERT_EQ(0, vfio_region(self->h.device, 2, &info));
 	self->bar_size = info.size;
 	ASSERT_GE(self->bar_size, 64 * PAGE);

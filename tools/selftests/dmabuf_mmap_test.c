@@ -148,7 +148,7 @@ FIXTURE_SETUP(mmap)
 	catch_sigbus();
 	ASSERT_NE(NULL, bdf);
 	ASSERT_EQ(0, sysfs_bar_size(bdf, 2, &self->bar_size));
-	ASSERT_EQ(0, vfio_open_cdev(bdf, &self->h));
+	ASSERT_EQ(0, vfio_open(bdf, &self->h));
 	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
 	self->bar = vfio_mmap_bar(self->h.device, 2, 0, 64 * PAGE);
 	ASSERT_NE(MAP_FAILED, self->bar);
@@ -365,7 +365,7 @@ TEST_F(mmap, feature_errors)
 	EXPECT_EQ(-EINVAL, memattr(self->h.device, efd, VFIO_DEVICE_FEATURE_SET, &attr));
 
 	/* A buffer of another device. */
-	ASSERT_EQ(0, vfio_open_cdev(test_dev("SW_IVSHMEM"), &other));
+	ASSERT_EQ(0, vfio_open(test_dev("SW_IVSHMEM"), &other));
 	obuf = export1(other.device, 2, 0, PAGE);
 	ASSERT_GE(obuf, 0);
 	EXPECT_EQ(-ENODEV, revoke_for_good(self->h.device, obuf));
@@ -722,13 +722,12 @@ TEST(resets_cut_the_mapping_until_done)
 	const int virtio_bar = 4;
 	struct vfio_handle h;
 	volatile uint8_t *m;
-	struct vfio_pci_hot_reset reset = { .argsz = sizeof(reset) };
 	int buf, pcie, pm, before, fd;
 	uint16_t devctl, ctrl;
 	char path[PATH_MAX];
 
 	catch_sigbus();
-	ASSERT_EQ(0, vfio_open_cdev(test_dev("FLR"), &h));
+	ASSERT_EQ(0, vfio_open(test_dev("FLR"), &h));
 	ASSERT_EQ(0, set_memory_enable(h.device, 1));
 	buf = export1(h.device, virtio_bar, 0, PAGE);
 	ASSERT_GE(buf, 0);
@@ -762,7 +761,7 @@ TEST(resets_cut_the_mapping_until_done)
 	EXPECT_EQ(before, peek(m));
 
 	/* A hot reset of its bus, and a reset the PCI core runs (sysfs). */
-	ASSERT_EQ(0, ioctl(h.device, VFIO_DEVICE_PCI_HOT_RESET, &reset));
+	ASSERT_EQ(0, vfio_hot_reset(&h));
 	ASSERT_EQ(0, set_memory_enable(h.device, 1));
 	EXPECT_EQ(before, peek(m));
 	snprintf(path, sizeof(path), SYSFS_PCI "/%s/reset", test_dev("FLR"));

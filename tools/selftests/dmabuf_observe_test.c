@@ -98,7 +98,7 @@ TEST(debugfs_shows_buffers_importers_and_counters)
 	ASSERT_EQ(0, stat(path, &st));
 	EXPECT_EQ(0400, st.st_mode & 0777);		/* root only */
 
-	ASSERT_EQ(0, vfio_open_cdev(bdf, &h));
+	ASSERT_EQ(0, vfio_open(bdf, &h));
 	ASSERT_EQ(0, set_memory_enable(h.device, 1));
 	buf = export1(h.device, 2, 4 * PAGE, 2 * PAGE);
 	ASSERT_GE(buf, 0);
@@ -174,7 +174,7 @@ TEST(tracepoints_follow_a_buffer)
 	ASSERT_EQ(0, write_str(TRACEFS "/trace", ""));
 	ASSERT_EQ(0, write_str(TRACEFS "/events/dmabuf_vfio_pci/enable", "1"));
 
-	ASSERT_EQ(0, vfio_open_cdev(bdf, &h));
+	ASSERT_EQ(0, vfio_open(bdf, &h));
 	ASSERT_EQ(0, set_memory_enable(h.device, 1));
 	buf = export1(h.device, 2, 0, 2 * PAGE);
 	ASSERT_GE(buf, 0);

@@ -49,7 +49,7 @@ FIXTURE_SETUP(revoke)
 	self->importer = test_dev("SW_EDU");
 	ASSERT_NE(NULL, exporter);
 	ASSERT_NE(NULL, self->importer);
-	ASSERT_EQ(0, vfio_open_cdev(exporter, &self->h));
+	ASSERT_EQ(0, vfio_open(exporter, &self->h));
 	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
 	self->buf = export1(self->h.device, variant->bar, 0, 2 * PAGE);
 	ASSERT_GE(self->buf, 0);
@@ -139,10 +139,9 @@ TEST_F(revoke, low_power_with_wakeup_until_exit)
 /* Our device is alone on its bus: the user may reset the bus. */
 TEST_F(revoke, hot_reset_on_own_fd)
 {
-	struct vfio_pci_hot_reset reset = { .argsz = sizeof(reset) };
 	uint32_t before = importer_status(self->imp).invalidations;
 
-	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_PCI_HOT_RESET, &reset));
+	ASSERT_EQ(0, vfio_hot_reset(&self->h));
 	/* Revoked across the reset (one call), then given back (another). */
 	EXPECT_GE(importer_status(self->imp).invalidations, before + 2);
 	EXPECT_EQ(1, importer_status(self->imp).unmaps);
@@ -242,7 +241,7 @@ TEST(reset_waits_for_importer)
 	pthread_t thread;
 	int buf, imp;
 
-	ASSERT_EQ(0, vfio_open_cdev(test_dev("FLR"), &h));
+	ASSERT_EQ(0, vfio_open(test_dev("FLR"), &h));
 	ASSERT_EQ(0, set_memory_enable(h.device, 1));
 	buf = export1(h.device, VIRTIO_BAR, 0, PAGE);
 	ASSERT_GE(buf, 0);
@@ -275,15 +274,14 @@ TEST(reset_waits_for_importer)
  */
 TEST(sibling_hot_reset_revokes_then_gives_back)
 {
-	struct vfio_pci_hot_reset reset = { .argsz = sizeof(reset) };
 	struct vfio_handle ours, sibling;
 	struct importer_map m;
 	int buf, imp, i;
 
 	ASSERT_NE(NULL, test_dev("SIB_IVSHMEM"));
 	ASSERT_NE(NULL, test_dev("SIB_VFIO"));
-	ASSERT_EQ(0, vfio_open_cdev(test_dev("SIB_IVSHMEM"), &ours));
-	ASSERT_EQ(0, vfio_open_cdev_in(test_dev("SIB_VFIO"), &ours, &sibling));
+	ASSERT_EQ(0, vfio_open(test_dev("SIB_IVSHMEM"), &ours));
+	ASSERT_EQ(0, vfio_open_in(test_dev("SIB_VFIO"), &ours, &sibling));
 	ASSERT_EQ(0, set_memory_enable(ours.device, 1));
 	buf = export1(ours.device, 2, 0, 2 * PAGE);
 	ASSERT_GE(buf, 0);
@@ -292,7 +290,7 @@ TEST(sibling_hot_reset_revokes_then_gives_back)
 	ASSERT_EQ(-EINVAL, importer_map(imp, &m));
 	ASSERT_EQ(0, importer_status(imp).invalidations);
 
-	ASSERT_EQ(0, ioctl(sibling.device, VFIO_DEVICE_PCI_HOT_RESET, &reset));
+	ASSERT_EQ(0, vfio_hot_reset(&sibling));
 	EXPECT_GE(importer_status(imp).invalidations, 1);
 	/* Given back from a work item once vfio releases memory_lock. */
 	for (i = 0; i < 200 && importer_status(imp).invalidations < 2; i++)
@@ -365,7 +363,7 @@ TEST(aer_fatal_error_revokes_until_the_user_restores)
 	einj.dev = dev;
 	einj.fn = fn;
 
-	ASSERT_EQ(0, vfio_open_cdev(bdf, &h));
+	ASSERT_EQ(0, vfio_open(bdf, &h));
 	ASSERT_EQ(0, set_memory_enable(h.device, 1));
 	buf = export1(h.device, VIRTIO_BAR, 0, 2 * PAGE);
 	ASSERT_GE(buf, 0);

@@ -88,7 +88,7 @@ static struct outcome map_through(struct __test_metadata *_metadata,
 		TH_LOG("cannot bind %s to %s", exporter, driver);
 		return o;
 	}
-	if (vfio_open_cdev(exporter, &h))
+	if (vfio_open(exporter, &h))
 		return o;
 	set_memory_enable(h.device, 1);
 	if (dma) {

@@ -35,6 +35,11 @@
 #   run.sh --amd      boots with an AMD Zen CPU model (-cpu EPYC), where Linux
 #                     routes P2P through the host bridge, and runs only the
 #                     P2P topology tests (results in results-amd/)
+#   run.sh --stock    boots Debian's own kernel ($DISTRO_RELEASE, its image
+#                     and modules as Debian ships them, in the guest root)
+#                     with the module DKMS built for it (stock_stage.sh), and
+#                     runs the selftests through the group/container uAPI
+#                     (results in results-stock/)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -49,12 +54,20 @@ case "${1:-}" in
 --bench) MODE=bench RES=$HERE/results-bench ;;
 --amd) MODE=amd RES=$HERE/results-amd CPU=(-cpu EPYC) ;;
 --e2e) MODE=e2e RES=$HERE/results-e2e ;;
+--stock) MODE=stock RES=$HERE/results-stock ;;
 esac
 # The guest boots from a trixie root of its own, with QEMU 11 for
 # qemu_e2e.sh and no udev (scripts/guest-rootfs.sh, run by
 # scripts/install-deps.sh).
 GUEST_ROOT=$("$TOP/scripts/guest-rootfs.sh" --path)
-KDIR=${KDIR:-$("$TOP/scripts/kernel.sh" --path)}
+if [ "$MODE" = stock ]; then
+	KIMG=$GUEST_ROOT/usr/lib/modules/$DISTRO_RELEASE/vmlinuz.unsigned
+	KNAME=$DISTRO_RELEASE
+else
+	KDIR=${KDIR:-$("$TOP/scripts/kernel.sh" --path)}
+	KIMG=$KDIR
+	KNAME=$(basename "$(dirname "$KDIR")")
+fi
 rm -rf "$RES"
 mkdir -p "$RES"
 # Where the guest sees $RES: the checkout above it is read-only there, and
@@ -69,17 +82,21 @@ shareable() {	# path
 	while [[ $d == *[!a-zA-Z0-9_+\ /.-]* ]]; do d=${d%/*}; done
 	echo "$d"
 }
-SHARED=("$TOP" "$(shareable "$KDIR")")
+SHARED=("$TOP")
+# Debian's kernel finds its modules in the root's own /lib/modules.
+[ "$MODE" = stock ] || SHARED+=("$(shareable "$KDIR")")
 for d in "${SHARED[@]}"; do
 	[ -d "$GUEST_ROOT$d" ] || mkdir -p "$GUEST_ROOT$d"
 done
-# A --root guest loads modules from its own /lib/modules/<release>: a link
-# to virtme-ng's module directory of the build tree, which the guest sees at
-# the host's path.
-(cd "$KDIR" && virtme-prep-kdir-mods) >"$RES/prep-kdir-mods.log" 2>&1 ||
-	echo "[run] virtme-prep-kdir-mods failed (see $RES/prep-kdir-mods.log)"
-ln -sfn "$KDIR/.virtme_mods/lib/modules/0.0.0" \
-	"$GUEST_ROOT/lib/modules/$(cat "$KDIR/include/config/kernel.release")"
+if [ "$MODE" != stock ]; then
+	# A --root guest loads modules from its own /lib/modules/<release>: a
+	# link to virtme-ng's module directory of the build tree, which the
+	# guest sees at the host's path.
+	(cd "$KDIR" && virtme-prep-kdir-mods) >"$RES/prep-kdir-mods.log" 2>&1 ||
+		echo "[run] virtme-prep-kdir-mods failed (see $RES/prep-kdir-mods.log)"
+	ln -sfn "$KDIR/.virtme_mods/lib/modules/0.0.0" \
+		"$GUEST_ROOT/lib/modules/$(cat "$KDIR/include/config/kernel.release")"
+fi
 
 QEMU_OPTS=(
 	-machine q35,kernel-irqchip=split
@@ -174,12 +191,12 @@ boot() {
 	local d ro=()
 	for d in "${SHARED[@]}"; do ro+=("--rodir=$d=$d"); done
 	# dmabuf_results= tells this run's QEMU from another's (stop_guest).
-	"$VNG" --run "$KDIR" --disable-microvm --disable-kvm \
+	"$VNG" --run "$KIMG" --disable-microvm --disable-kvm \
 		--cpus 2 --memory 3G --root "$GUEST_ROOT" \
 		--rwdir="$GUEST_RES=$RES" "${ro[@]}" \
 		--qemu-opts="${QEMU_OPTS[*]}" \
 		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0 dmabuf_results=$RES" \
-		--exec "env DMABUF_INSTALL_STAGE=$GUEST_RES/install $HERE/guest.sh $MODE $GUEST_RES" </dev/null >"$RES/console.log" 2>&1 &
+		--exec "env DMABUF_INSTALL_STAGE=$GUEST_RES/install DMABUF_STOCK_STAGE=$GUEST_RES/stage $HERE/guest.sh $MODE $GUEST_RES" </dev/null >"$RES/console.log" 2>&1 &
 	local vng=$! rc dog
 	watchdog $vng &
 	dog=$!
@@ -196,6 +213,13 @@ boot() {
 if [ "$MODE" = check ] || [ "$MODE" = e2e ]; then
 	"$HERE/install_stage.sh" "$KDIR" "$RES/install" >"$RES/install-stage.log" 2>&1 ||
 		echo "[run] install_stage.sh failed (see $RES/install-stage.log)"
+fi
+# The module and the test importer for Debian's kernel, built by DKMS in the
+# trixie build root (the guest loads them from the stage).
+if [ "$MODE" = stock ]; then
+	"$HERE/stock_stage.sh" "$DISTRO_RELEASE" "$RES/stage" >"$RES/stock-stage.log" 2>&1 ||
+		echo "[run] stock_stage.sh failed (see $RES/stock-stage.log)"
+	grep '^vermagic:' "$RES/stock-stage.log" | sed 's/^/[run] module /'
 fi
 
 # A guest kernel that said it is in trouble: its run failed, whatever else.
@@ -230,7 +254,7 @@ timeline_summary() {
 }
 
 start=$(date +%s)
-echo "[run] booting $(basename "$(dirname "$KDIR")") under TCG ($MODE)"
+echo "[run] booting $KNAME under TCG ($MODE)"
 boot
 vng_rc=$?
 # Rarely QEMU dies under a TCG guest with nothing on the guest console (seen
@@ -243,7 +267,7 @@ if [ ! -f "$RES/complete" ] && [ ! -f "$RES/stalled" ] &&
 	diagnose $(( $(date +%s) - start )) $vng_rc
 	echo "[run] no kernel splat on the console: booting again (first boot's logs in $RES/first-boot)"
 	mkdir "$RES/first-boot"
-	find "$RES" -mindepth 1 -maxdepth 1 ! -name install ! -name first-boot \
+	find "$RES" -mindepth 1 -maxdepth 1 ! -name install ! -name stage ! -name stock-stage.log ! -name first-boot \
 		-exec mv -t "$RES/first-boot" {} +
 	start=$(date +%s)
 	boot
@@ -293,6 +317,7 @@ fi
 	grep -E '^(ok|not ok) - ' "$RES/results.tap" 2>/dev/null
 	P=
 	[ "$MODE" = amd ] && P=amd/
+	[ "$MODE" = stock ] && P=stock/
 	[ -f "$RES/complete" ] || echo "not ok - ${P}guest finished"
 	if [ -z "$splats" ]; then echo "ok - ${P}guest kernel log clean"; else echo "not ok - ${P}guest kernel log clean"; fi
 } >"$RES/final.tap"

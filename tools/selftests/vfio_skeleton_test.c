@@ -73,6 +73,8 @@ FIXTURE_VARIANT_ADD(vfio, group) {
 FIXTURE_SETUP(vfio)
 {
 	self->h = (struct vfio_handle){ -1, -1, -1, -1, 0 };
+	if (variant->open == vfio_open_cdev && !have_iommufd())
+		SKIP(return, "no iommufd in this kernel: no vfio device cdev");
 }
 
 FIXTURE_TEARDOWN(vfio)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +243,75 @@ fail:
 	err = -errno;
 	vfio_handle_close(h);
 	return err;
+}
+
+/*
+ * Whether the kernel offers the iommufd uAPI: a distribution kernel without
+ * CONFIG_IOMMUFD (Debian 13's) has only groups and type1 containers.
+ */
+static inline bool have_iommufd(void)
+{
+	return access("/dev/iommu", F_OK) == 0;
+}
+
+/*
+ * Opens @bdf as a user of this kernel would: through its cdev and a new
+ * iommufd when the kernel has iommufd, else through its group and a type1
+ * container.  DMABUF_TEST_UAPI=group picks the group path anyway.
+ */
+static inline int vfio_open(const char *bdf, struct vfio_handle *h)
+{
+	const char *uapi = getenv("DMABUF_TEST_UAPI");
+
+	if (!have_iommufd() || (uapi && !strcmp(uapi, "group")))
+		return vfio_open_group(bdf, h);
+	return vfio_open_cdev(bdf, h);
+}
+
+/*
+ * VFIO_DEVICE_PCI_HOT_RESET of the bus of @h's device; every device it
+ * affects must be in @h's group (cdev: bound to @h's iommufd).  Through a
+ * cdev the iommufd proves ownership (no group fds); through a group, the
+ * group's fd is the proof.
+ */
+static inline int vfio_hot_reset(const struct vfio_handle *h)
+{
+	struct {
+		struct vfio_pci_hot_reset reset;
+		int32_t group_fds[1];
+	} arg = { .reset = { .argsz = sizeof(struct vfio_pci_hot_reset) } };
+
+	if (h->group >= 0) {
+		arg.reset.argsz = sizeof(arg);
+		arg.reset.count = 1;
+		arg.group_fds[0] = h->group;
+	}
+	return ioctl(h->device, VFIO_DEVICE_PCI_HOT_RESET, &arg) ? -errno : 0;
+}
+
+/*
+ * Opens @bdf the way @with was opened: for a cdev, bound to @with's iommufd
+ * and IOAS (vfio_open_cdev_in()); for a group, as another device of
+ * @with's group, which must be @bdf's (a group fd opens only once).
+ */
+static inline int vfio_open_in(const char *bdf, const struct vfio_handle *with,
+			       struct vfio_handle *h)
+{
+	int err;
+
+	if (with->group < 0)
+		return vfio_open_cdev_in(bdf, with, h);
+	*h = (struct vfio_handle){ -1, -1, -1, -1, 0 };
+	h->group = dup(with->group);
+	if (h->group < 0)
+		return -errno;
+	h->device = ioctl(h->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	if (h->device < 0) {
+		err = -errno;
+		vfio_handle_close(h);
+		return err;
+	}
+	return 0;
 }
 
 static inline int vfio_region(int device, unsigned int index,
