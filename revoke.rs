@@ -369,15 +369,18 @@ fn settle_later(dev: &Device<DmabufVfioPci>) {
 }
 
 /// `LOW_POWER_ENTRY`: buffers stay revoked until `LOW_POWER_EXIT` or close.
+///
+/// They are revoked before the core's call, which may let the device
+/// suspend; after it, the core's own state decides, not the call's result:
+/// an entry that fails while the device is already in low power (a second
+/// entry, a bad eventfd, a short argsz) must leave them revoked.
 pub(crate) fn low_power_entry(
     dev: &Device<DmabufVfioPci>,
     entry: impl FnOnce() -> Result<i32>,
 ) -> Result<i32> {
     set_low_power(dev, true);
     let ret = entry();
-    if ret.is_err() {
-        set_low_power(dev, false);
-    }
+    follow_low_power(dev);
     ret
 }
 
@@ -387,9 +390,7 @@ pub(crate) fn low_power_exit(
     exit: impl FnOnce() -> Result<i32>,
 ) -> Result<i32> {
     let ret = exit();
-    if ret.is_ok() {
-        set_low_power(dev, false);
-    }
+    follow_low_power(dev);
     ret
 }
 
@@ -397,6 +398,16 @@ fn set_low_power(dev: &Device<DmabufVfioPci>, low_power: bool) {
     let memory = dev.core().memory_lock_write();
     let mut exports = dev.exports.lock();
     exports.low_power = low_power;
+    sync(dev, &mut exports, &memory, Cause::LowPower);
+}
+
+/// Takes the low-power state from the core, under the lock it changes it
+/// under, so an ENTRY and an EXIT racing in two threads end in the state
+/// the device is in.
+fn follow_low_power(dev: &Device<DmabufVfioPci>) {
+    let memory = dev.core().memory_lock_write();
+    let mut exports = dev.exports.lock();
+    exports.low_power = memory.low_power_engaged();
     sync(dev, &mut exports, &memory, Cause::LowPower);
 }
 

@@ -238,6 +238,16 @@ impl MemoryLockWrite<'_> {
         // function requires, and its virtual config space exists.
         unsafe { bindings::__vfio_pci_memory_enabled(self.0.as_raw()) }
     }
+
+    /// Whether the user's `LOW_POWER_ENTRY` holds: the core sets this when
+    /// an entry succeeds and clears it when the device leaves low power
+    /// (`LOW_POWER_EXIT`, a wakeup, close), whatever a failed call did.
+    pub(crate) fn low_power_engaged(&self) -> bool {
+        // SAFETY: The core device is valid (type invariant), and the core
+        // reads and writes `pm_runtime_engaged` only under `memory_lock`,
+        // which is held.
+        unsafe { (*self.0.as_raw()).pm_runtime_engaged }
+    }
 }
 
 /// The device's `memory_lock`, held for reading.

@@ -136,6 +136,96 @@ TEST_F(revoke, low_power_with_wakeup_until_exit)
 	close(req.w.wakeup_eventfd);
 }
 
+/*
+ * A LOW_POWER_ENTRY that fails while the device is in low power leaves it
+ * there: a second ENTRY (the core says EINVAL), an ENTRY_WITH_WAKEUP with a
+ * bad eventfd, a short argsz.  The buffers stay revoked until the EXIT.
+ */
+TEST_F(revoke, failed_low_power_entry_keeps_it_revoked)
+{
+	struct vfio_device_feature f = { .argsz = sizeof(f) };
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_low_power_entry_with_wakeup w;
+	} req = { .f.argsz = sizeof(req) };
+
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	expect_revoked(_metadata, self->imp, 1);
+
+	EXPECT_EQ(-1, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	EXPECT_EQ(EINVAL, errno);
+	expect_revoked(_metadata, self->imp, 1);
+
+	req.f.flags = VFIO_DEVICE_FEATURE_SET |
+		      VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP;
+	req.w.wakeup_eventfd = -1;
+	EXPECT_EQ(-1, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &req));
+	EXPECT_EQ(EINVAL, errno);
+	expect_revoked(_metadata, self->imp, 1);
+
+	req.w.wakeup_eventfd = self->buf;	/* not an eventfd */
+	EXPECT_EQ(-1, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &req));
+	expect_revoked(_metadata, self->imp, 1);
+
+	req.f.argsz = sizeof(req.f) + sizeof(req.w) - 1;
+	req.w.wakeup_eventfd = -1;
+	EXPECT_EQ(-1, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &req));
+	EXPECT_EQ(EINVAL, errno);
+	expect_revoked(_metadata, self->imp, 1);
+
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	expect_usable(_metadata, self->imp);
+}
+
+struct low_power_flipper {
+	int device;
+	uint32_t feature;
+	int rounds;
+};
+
+static void *flip_low_power(void *arg)
+{
+	struct low_power_flipper *p = arg;
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_SET | p->feature,
+	};
+	int i;
+
+	for (i = 0; i < p->rounds; i++)
+		ioctl(p->device, VFIO_DEVICE_FEATURE, &f);
+	return NULL;
+}
+
+/*
+ * ENTRY and EXIT from two threads at once: whatever order they land in,
+ * the buffers' state follows the device's.  Afterwards, in low power the
+ * importer cannot map; out of it, it can.
+ */
+TEST_F(revoke, low_power_entry_and_exit_race)
+{
+	struct low_power_flipper entry = { self->h.device, VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, 200 };
+	struct low_power_flipper exit_ = { self->h.device, VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, 200 };
+	struct vfio_device_feature f = { .argsz = sizeof(f) };
+	struct importer_map m;
+	pthread_t a, b;
+
+	ASSERT_EQ(0, pthread_create(&a, NULL, flip_low_power, &entry));
+	ASSERT_EQ(0, pthread_create(&b, NULL, flip_low_power, &exit_));
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+
+	/* Enter (or stay) in low power: a mapping must fail. */
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+	ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f);
+	EXPECT_EQ(-ENODEV, importer_map(self->imp, &m));
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	expect_usable(_metadata, self->imp);
+}
+
 /* Our device is alone on its bus: the user may reset the bus. */
 TEST_F(revoke, hot_reset_on_own_fd)
 {
