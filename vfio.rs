@@ -112,12 +112,6 @@ impl CoreDevice {
         MemoryLockWrite(self)
     }
 
-    /// A number that identifies the device while it exists (its address);
-    /// only for comparisons.
-    pub(crate) fn id(&self) -> usize {
-        self.as_raw() as usize
-    }
-
     /// Takes the device's `memory_lock` for reading, as page faults of BAR
     /// mappings do: the device's memory state cannot change meanwhile.
     pub(crate) fn memory_lock_read(&self) -> MemoryLockRead<'_> {

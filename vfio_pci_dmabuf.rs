@@ -58,6 +58,10 @@ module! {
 /// dma-buf's reservation lock → [`ExportedBar::state`].
 #[pin_data]
 struct DmabufVfioPci {
+    /// Tells this binding of the device from every other, past or future:
+    /// a buffer outlives its device, and a device bound later may get the
+    /// same address.
+    serial: u64,
     /// The device's debugfs directory; declared first, so it is removed
     /// (and its readers are done) before the data it shows is dropped.
     #[pin]
@@ -141,6 +145,8 @@ impl VariantDriver for DmabufVfioPci {
 
     fn init(_core: &CoreDevice) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            // 2^64 bindings cannot happen: the serial is never reused.
+            serial: NEXT_SERIAL.fetch_add(1, Relaxed),
             debugfs <- kernel::new_mutex!(None),
             exports <- kernel::new_mutex!(Exports {
                 list: KVec::new(),
@@ -262,6 +268,9 @@ impl VariantDriver for DmabufVfioPci {
 }
 
 /// Size of `struct vfio_device_feature_dma_buf` without its ranges.
+/// The serial of the next device bound to the driver.
+static NEXT_SERIAL: Atomic<u64> = Atomic::new(1);
+
 const DMA_BUF_HEADER_SIZE: usize = 16;
 /// Size of one `struct vfio_region_dma_range`.
 const DMA_RANGE_SIZE: usize = 16;
@@ -364,7 +373,7 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
             ranges,
             size,
             provider,
-            owner: dev.core().id(),
+            owner: dev.serial,
             exporter: pci.device().into(),
             published: SetOnce::new(),
             revoked: Atomic::new(false),
@@ -439,8 +448,8 @@ struct ExportedBar {
     size: u64,
     /// The BAR's P2PDMA provider (PCI bus offset).
     provider: P2pProvider,
-    /// Identifies the exporting device ([`CoreDevice::id`]).
-    owner: usize,
+    /// The exporting device's binding (`DmabufVfioPci::serial`).
+    owner: u64,
     /// The exporting PCI function (names it in traces, after close too).
     exporter: ARef<device::Device>,
     /// Set once exported, before the buffer is listed in its device.
@@ -499,7 +508,7 @@ impl ExportedBar {
 
     /// Whether `dev` exported the buffer.
     fn exported_by(&self, dev: &Device<DmabufVfioPci>) -> bool {
-        self.owner == dev.core().id()
+        self.owner == dev.serial
     }
 }
 

@@ -341,6 +341,44 @@ TEST_F(mmap, revoke_through_a_dup_cuts_only_that_buffer)
 	close(other);
 }
 
+/*
+ * A buffer outlives its device; after an unbind and a new bind, the new
+ * device (which the allocator may well put at the old one's address) did
+ * not export it: REVOKE and MEMATTR through it fail with ENODEV.  Several
+ * rounds, so a reused address turns up (slab reuse is not certain once).
+ */
+TEST(buffer_of_an_earlier_binding_is_foreign)
+{
+	const char *bdf = test_dev("IVSHMEM");
+	char path[PATH_MAX], driver[64];
+	uint32_t attr = DMABUF_VFIO_PCI_MEMATTR_WC;
+	struct vfio_handle h;
+	int round, buf;
+
+	ASSERT_NE(NULL, bdf);
+	snprintf(path, sizeof(path), "/sys/bus/pci/drivers/dmabuf-vfio-pci/unbind");
+	for (round = 0; round < 8; round++) {
+		ASSERT_EQ(0, vfio_open(bdf, &h));
+		buf = export1(h.device, 2, 0, PAGE);
+		ASSERT_GE(buf, 0);
+		vfio_handle_close(&h);
+		ASSERT_EQ(0, write_str(path, bdf));
+		ASSERT_EQ(0, write_str("/sys/bus/pci/drivers_probe", bdf));
+		ASSERT_EQ(0, sysfs_driver(bdf, driver, sizeof(driver)));
+		ASSERT_STREQ("dmabuf-vfio-pci", driver);
+
+		ASSERT_EQ(0, vfio_open(bdf, &h));
+		EXPECT_EQ(-ENODEV, memattr(h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr)) {
+			TH_LOG("round %d: the new device changed a buffer it never exported", round);
+		}
+		EXPECT_EQ(-ENODEV, revoke_for_good(h.device, buf)) {
+			TH_LOG("round %d: the new device revoked a buffer it never exported", round);
+		}
+		close(buf);
+		vfio_handle_close(&h);
+	}
+}
+
 TEST_F(mmap, feature_errors)
 {
 	struct vfio_handle other;
