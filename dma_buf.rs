@@ -29,11 +29,38 @@ use kernel::{
     ThisModule,
 };
 
+/// The `dma_buf_ops` table of an [`Exporter`].
+pub(crate) type OpsTable = kernel::bindings::dma_buf_ops;
+
+/// Implements [`Exporter::ops`] for `$t`: its `dma_buf_ops` in a `static`.
+macro_rules! dma_buf_ops {
+    ($t:ty) => {
+        fn ops() -> &'static $crate::dma_buf::OpsTable {
+            static OPS: $crate::dma_buf::OpsTable = $crate::dma_buf::ops_table::<$t>();
+            &OPS
+        }
+    };
+}
+pub(crate) use dma_buf_ops;
+
+/// The `dma_buf_ops` built from `T`'s callbacks, for [`dma_buf_ops!`].
+pub(crate) const fn ops_table<T: Exporter>() -> OpsTable {
+    ExporterOps::<T>::OPS
+}
+
 /// `enum dma_data_direction` of a mapping request.
 pub(crate) type DmaDirection = kernel::bindings::dma_data_direction;
 
 /// A dma-buf exporter's per-buffer data and its callbacks.
+///
+/// The implementation names its `dma_buf_ops` table with
+/// [`dma_buf_ops!`]: a dma-buf is recognised as the exporter's by the
+/// address of its table, and only a `static` has one address (a `const`
+/// may be copied wherever it is used).
 pub(crate) trait Exporter: Send + Sync + Sized + 'static {
+    /// The exporter's `dma_buf_ops`, in a `static`: write `dma_buf_ops!(Type);`.
+    fn ops() -> &'static OpsTable;
+
     /// An importer attaches (`dma_buf_ops.attach`).
     fn attach(&self, attachment: &Attachment) -> Result;
 
@@ -187,7 +214,7 @@ impl<T: Exporter> DmaBufRef<T> {
         // dropped here unless the dma-buf is `T`'s.
         let buf = Self(NonNull::new(raw).ok_or(EINVAL)?, PhantomData);
         // SAFETY: The dma-buf is valid while referenced.
-        if !core::ptr::eq(unsafe { (*raw).ops }, ExporterOps::<T>::build()) {
+        if !core::ptr::eq(unsafe { (*raw).ops }, T::ops()) {
             return Err(ENODEV);
         }
         Ok(buf)
@@ -301,7 +328,7 @@ pub(crate) fn export<T: Exporter>(
     let info = kernel::bindings::dma_buf_export_info {
         exp_name: kernel::str::as_char_ptr_in_const_context(c"dmabuf-vfio-pci").cast(),
         owner: module.as_ptr(),
-        ops: ExporterOps::<T>::build(),
+        ops: T::ops(),
         size,
         flags: flags as c_int,
         resv: core::ptr::null_mut(),
@@ -341,10 +368,6 @@ impl<T: Exporter> ExporterOps<T> {
         close: Some(Self::vma_close),
         ..pin_init::zeroed()
     };
-
-    const fn build() -> &'static kernel::bindings::dma_buf_ops {
-        &Self::OPS
-    }
 
     /// # Safety
     ///

@@ -223,8 +223,16 @@ impl MemoryLockWrite<'_> {
     /// config space (`vconfig`) late in open and frees it early in close,
     /// and resets run in both windows.
     pub(crate) fn memory_enabled(&self) -> bool {
-        // SAFETY: The core device is valid (type invariant); `vconfig` only
-        // changes under `memory_lock`, which is held.
+        // SAFETY: The core device is valid (type invariant).  `vconfig` is
+        // set by `vfio_pci_core_enable()` (open) and freed and cleared by
+        // `vfio_pci_core_disable()` (close), both without `memory_lock`; the
+        // read races with neither because the driver calls this only from
+        // an ioctl of the open device fd (export), which close cannot
+        // overlap, or with buffers listed, which begins after open returned
+        // and ends, under `memory_lock`, before the core closes (revoke.rs
+        // `sync`).  (A
+        // caller contract the guard does not enforce: the hardening issue's
+        // notes.)
         if unsafe { (*self.0.as_raw()).vconfig }.is_null() {
             return false;
         }
@@ -253,8 +261,16 @@ impl MemoryLockRead<'_> {
     /// (`vfio_pci_vmf_insert_pfn()`); otherwise the access gets `SIGBUS`.
     /// Orders the architecture cannot map fall back.
     pub(crate) fn insert_pfn(&self, fault: &Fault, pfn: usize, order: u32) -> FaultOutcome {
-        // SAFETY: The core device is valid (type invariant); `vconfig` only
-        // changes under `memory_lock`, which is held.
+        // SAFETY: The core device is valid (type invariant).  `vconfig` is
+        // set by `vfio_pci_core_enable()` (open) and freed and cleared by
+        // `vfio_pci_core_disable()` (close), both without `memory_lock`; the
+        // read races with neither because the driver calls this only from
+        // an ioctl of the open device fd (export), which close cannot
+        // overlap, or with buffers listed, which begins after open returned
+        // and ends, under `memory_lock`, before the core closes (revoke.rs
+        // `sync`).  (A
+        // caller contract the guard does not enforce: the hardening issue's
+        // notes.)
         if unsafe { (*self.0.as_raw()).vconfig }.is_null() {
             return FaultOutcome::SIGBUS;
         }

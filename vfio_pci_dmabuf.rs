@@ -513,6 +513,8 @@ impl ExportedBar {
 }
 
 impl Exporter for ExportedBar {
+    dma_buf::dma_buf_ops!(ExportedBar);
+
     fn attach(&self, attachment: &Attachment) -> Result {
         if !attachment.peer2peer() {
             return Err(EOPNOTSUPP);
