@@ -331,7 +331,17 @@ no_leaks() {
 	fi
 }
 
+# The demo's transcript (make demo) as the user reads it: it succeeds, and
+# every line is one process's.
+demo_transcript() {
+	local out
+	out=$("$HERE/dmabuf_demo" 2>&1) || { echo "$out"; return 1; }
+	echo "$out"
+	! grep -E '\[client [0-9]+\].*\[client [0-9]+\]' <<<"$out"
+}
+
 if [ "$MODE" = check ] || [ "$MODE" = stock ]; then
+	check demo_transcript_is_line_by_line demo_transcript
 	check modalias_is_vfio_variant modalias_is_vfio_variant
 	check unbind_rebind unbind_rebind
 	check rmmod_and_reload rmmod_and_reload
