@@ -202,12 +202,13 @@ unsafe impl Sync for P2pProvider {}
 impl P2pProvider {
     /// PCI bus address of CPU physical address `paddr` in this BAR.
     pub(crate) fn bus_addr(&self, paddr: u64) -> u64 {
+        // The one caller maps a buffer found not revoked under the
+        // reservation lock, which it holds throughout; buffers are revoked
+        // for good under that lock before their device is closed, and a
+        // device is unbound only after its last close: a caller contract the
+        // type does not enforce yet (hardening issue).
         // SAFETY: By the type invariant the provider is valid while its
-        // device is bound.  The one caller maps a buffer found not revoked
-        // under the reservation lock, which it holds throughout; buffers are
-        // revoked for good under that lock before their device is closed,
-        // and a device is unbound only after its last close.  (A caller
-        // contract the type does not enforce: the hardening issue's notes.)
+        // device is bound, which it is (above).
         paddr.wrapping_add(unsafe { (*self.0).bus_offset })
     }
 }

@@ -223,16 +223,15 @@ impl MemoryLockWrite<'_> {
     /// config space (`vconfig`) late in open and frees it early in close,
     /// and resets run in both windows.
     pub(crate) fn memory_enabled(&self) -> bool {
-        // SAFETY: The core device is valid (type invariant).  `vconfig` is
-        // set by `vfio_pci_core_enable()` (open) and freed and cleared by
-        // `vfio_pci_core_disable()` (close), both without `memory_lock`; the
-        // read races with neither because the driver calls this only from
-        // an ioctl of the open device fd (export), which close cannot
-        // overlap, or with buffers listed, which begins after open returned
-        // and ends, under `memory_lock`, before the core closes (revoke.rs
-        // `sync`).  (A
-        // caller contract the guard does not enforce: the hardening issue's
-        // notes.)
+        // `vconfig` is set by `vfio_pci_core_enable()` (open) and freed and
+        // cleared by `vfio_pci_core_disable()` (close), both without
+        // `memory_lock`.  The driver calls this only from an ioctl of the open
+        // device fd (export), which close cannot overlap, or with buffers
+        // listed, which begins after open returned and ends, under
+        // `memory_lock`, before the core closes (revoke.rs `sync`): a caller
+        // contract the guard does not enforce yet (hardening issue).
+        // SAFETY: The core device is valid (type invariant); neither open nor
+        // close runs meanwhile (above).
         if unsafe { (*self.0.as_raw()).vconfig }.is_null() {
             return false;
         }
@@ -245,9 +244,8 @@ impl MemoryLockWrite<'_> {
     /// an entry succeeds and clears it when the device leaves low power
     /// (`LOW_POWER_EXIT`, a wakeup, close), whatever a failed call did.
     pub(crate) fn low_power_engaged(&self) -> bool {
-        // SAFETY: The core device is valid (type invariant), and the core
-        // reads and writes `pm_runtime_engaged` only under `memory_lock`,
-        // which is held.
+        // The core reads and writes `pm_runtime_engaged` only under `memory_lock`.
+        // SAFETY: The core device is valid (type invariant); the lock is held.
         unsafe { (*self.0.as_raw()).pm_runtime_engaged }
     }
 }
@@ -261,16 +259,13 @@ impl MemoryLockRead<'_> {
     /// (`vfio_pci_vmf_insert_pfn()`); otherwise the access gets `SIGBUS`.
     /// Orders the architecture cannot map fall back.
     pub(crate) fn insert_pfn(&self, fault: &Fault, pfn: usize, order: u32) -> FaultOutcome {
-        // SAFETY: The core device is valid (type invariant).  `vconfig` is
-        // set by `vfio_pci_core_enable()` (open) and freed and cleared by
-        // `vfio_pci_core_disable()` (close), both without `memory_lock`; the
-        // read races with neither because the driver calls this only from
-        // an ioctl of the open device fd (export), which close cannot
-        // overlap, or with buffers listed, which begins after open returned
-        // and ends, under `memory_lock`, before the core closes (revoke.rs
-        // `sync`).  (A
-        // caller contract the guard does not enforce: the hardening issue's
-        // notes.)
+        // `vconfig` is set and freed by the core's open and close without
+        // `memory_lock` (see `memory_enabled`).  Faults reach this only for a
+        // buffer found not revoked under its state lock, and buffers are
+        // revoked for good before their device closes: a caller contract the
+        // guard does not enforce yet (hardening issue).
+        // SAFETY: The core device is valid (type invariant); neither open nor
+        // close runs meanwhile (above).
         if unsafe { (*self.0.as_raw()).vconfig }.is_null() {
             return FaultOutcome::SIGBUS;
         }
