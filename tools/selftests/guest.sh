@@ -5,11 +5,13 @@
 # dmabuf-vfio-pci, binds the test devices with driver_override, runs every
 # selftest and records one TAP line per test in $RES/results.tap.
 #
-#   guest.sh check|demo|bench|amd|e2e|stock RESULTS_DIR
+#   guest.sh check|demo|bench|amd|e2e|stock|only RESULTS_DIR
 #
 # amd: the boot with an AMD Zen CPU model runs only the P2P topology tests;
 # its verdicts are named "amd/...".  e2e: only the tests of real users (QEMU
 # 11 as a client, installing the module), for working on them.  stock:
+# only: the selftest binaries listed in RESULTS_DIR/only, one per line with
+# their arguments.  stock:
 # Debian's own kernel, with the module and test importer DKMS built for it
 # ($DMABUF_STOCK_STAGE, stock_stage.sh); verdicts "stock/...", and what
 # needs a facility that kernel lacks (KUnit, iommufd, kmemleak) is a SKIP
@@ -245,11 +247,16 @@ case $MODE in
 check | stock) TESTS=("$HERE"/*_test) ;;
 amd) TESTS=("$HERE/dmabuf_topology_test") ;;
 esac
+if [ "$MODE" = only ]; then
+	while read -r t; do [ -n "$t" ] && TESTS+=("$HERE/$t"); done <"$RES/only"
+fi
 if [ ${#TESTS[@]} -gt 0 ]; then
 	for t in "${TESTS[@]}"; do
+		read -r t args <<<"$t"
 		name=${t##*/}
 		step "$name"
-		"$t" >"$RES/$name.log" 2>&1
+		# shellcheck disable=SC2086 # the arguments of an --only line
+		"$t" $args >"$RES/$name.log" 2>&1
 		# kselftest harness: "ok N fixture.variant.test [# SKIP ...]"
 		while IFS= read -r line; do
 			case "$line" in

@@ -35,6 +35,11 @@
 #   run.sh --amd      boots with an AMD Zen CPU model (-cpu EPYC), where Linux
 #                     routes P2P through the host bridge, and runs only the
 #                     P2P topology tests (results in results-amd/)
+#   run.sh --only 'BIN [ARGS]'...
+#                     runs only the named selftest binaries, each with its
+#                     kselftest arguments (e.g. 'dmabuf_mmap_test -r
+#                     mmap.huge_mappings'), for working on one test; judged
+#                     as a full run (results in results-only/)
 #   run.sh --stock    boots Debian's own kernel ($DISTRO_RELEASE, its image
 #                     and modules as Debian ships them, in the guest root)
 #                     with the module DKMS built for it (stock_stage.sh), and
@@ -55,6 +60,7 @@ case "${1:-}" in
 --amd) MODE=amd RES=$HERE/results-amd CPU=(-cpu EPYC) ;;
 --e2e) MODE=e2e RES=$HERE/results-e2e ;;
 --stock) MODE=stock RES=$HERE/results-stock ;;
+--only) MODE=only RES=$HERE/results-only; shift; ONLY=("$@") ;;
 esac
 # The guest boots from a trixie root of its own, with QEMU 11 for
 # qemu_e2e.sh and no udev (scripts/guest-rootfs.sh, run by
@@ -70,6 +76,8 @@ else
 fi
 rm -rf "$RES"
 mkdir -p "$RES"
+# The guest reads the --only list from its results directory.
+[ "$MODE" = only ] && printf '%s\n' "${ONLY[@]}" >"$RES/only"
 # Where the guest sees $RES: the checkout above it is read-only there, and
 # virtme-ng mounts the writable directories first.
 GUEST_RES=/run/dmabuf-results
