@@ -5,9 +5,19 @@
 //! C headers: [`include/linux/dma-buf.h`](srctree/include/linux/dma-buf.h),
 //! [`include/linux/dma-resv.h`](srctree/include/linux/dma-resv.h)
 //!
-//! An exporter implements [`Exporter`] for its per-buffer data; [`export`]
-//! creates the dma-buf with an `Arc` of it as private data, which the
-//! dma-buf's release drops.  Raw dma-buf calls of the module live here.
+//! An exporter implements [`Exporter`] for its per-buffer data, wraps it in
+//! an [`Exported`] and [`export`]s that: the dma-buf holds an `Arc` of it as
+//! private data, which the dma-buf's release drops.  Raw dma-buf calls of
+//! the module live here.
+//!
+//! A dma-buf can outlive its file.  An `O_PATH` descriptor of
+//! `/proc/<pid>/fd/<n>` holds the file's dentry, the dentry holds the
+//! dma-buf, and the file itself is released and freed when its last
+//! reference goes; `dma_buf.file` then points to freed memory until the
+//! dentry goes too and the dma-buf is released.  Nothing here goes through
+//! `dma_buf.file` except under a reference to that file: the exporter
+//! reaches its dma-buf through [`Exported::with_dmabuf`], which the
+//! dma-buf's release shuts before anything of the dma-buf is freed.
 
 use crate::{
     pci_ext::raw_device,
@@ -24,7 +34,7 @@ use kernel::{
     error::{from_err_ptr, to_result},
     ffi::{c_int, c_uint, c_void},
     prelude::*,
-    sync::Arc,
+    sync::{Arc, ArcBorrow, Mutex},
     types::{ForeignOwnable, Opaque},
     ThisModule,
 };
@@ -159,32 +169,116 @@ impl Attachment {
     }
 }
 
-/// A dma-buf whose memory stays allocated while the reference exists
-/// (`struct dma_buf`, not reference counted by this type).
+/// An exporter's buffer: its data, and its way back to its dma-buf.
+///
+/// Dereferences to the data.  The dma-buf holds one `Arc` of it (its
+/// private data); the exporter may keep others.
+#[pin_data]
+pub(crate) struct Exported<T: Exporter> {
+    /// The dma-buf, from [`export`] until its release begins.
+    #[pin]
+    link: Mutex<Option<Link>>,
+    #[pin]
+    data: T,
+}
+
+/// A dma-buf and the inode of its file, for [`Exported::link`].
 ///
 /// # Invariants
 ///
-/// Points to a valid dma-buf of exporter `T`.
-pub(crate) struct RawDmaBuf<T: Exporter>(
-    NonNull<kernel::bindings::dma_buf>,
-    PhantomData<fn() -> T>,
-);
+/// While stored in an [`Exported`]'s link, `dmabuf` is the dma-buf
+/// exported with it, whose release has not begun, and `inode` is its file's
+/// inode, on which the link owns a reference.
+struct Link {
+    dmabuf: NonNull<kernel::bindings::dma_buf>,
+    inode: NonNull<kernel::bindings::inode>,
+}
 
-// SAFETY: A dma-buf pointer may be used from any thread; the dma-buf API
-// synchronizes itself.
-unsafe impl<T: Exporter> Send for RawDmaBuf<T> {}
-// SAFETY: As above.
-unsafe impl<T: Exporter> Sync for RawDmaBuf<T> {}
+// SAFETY: The pointers are used only under the link's mutex, from any
+// thread; the dma-buf and inode APIs synchronize themselves.
+unsafe impl Send for Link {}
 
-impl<T: Exporter> RawDmaBuf<T> {
-    /// A counted reference to the dma-buf's file, unless its release has
-    /// already begun.
-    pub(crate) fn try_get(&self) -> Option<DmaBufRef<T>> {
-        // SAFETY: By the type invariant the dma-buf, and so its `file` field, is valid.
-        let file =
-            unsafe { kernel::bindings::get_file_active(addr_of_mut!((*self.0.as_ptr()).file)) };
-        // INVARIANT: `get_file_active` took a reference on the file.
-        (!file.is_null()).then(|| DmaBufRef(self.0, PhantomData))
+impl<T: Exporter> Exported<T> {
+    /// Wraps `data`, not yet exported.
+    pub(crate) fn new(data: impl PinInit<T, Error>) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            try_pin_init!(Self {
+                link <- kernel::new_mutex!(None),
+                data <- data,
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Runs `f` on the buffer's dma-buf, unless the dma-buf's release has
+    /// begun (`None` then).  The dma-buf is not freed before `f` returns;
+    /// its file may be gone already.  `f` must not drop the last reference
+    /// to the dma-buf's file itself (dropping one deferred by `fput()` is
+    /// fine): the release would wait for `f`.
+    pub(crate) fn with_dmabuf<R>(&self, f: impl FnOnce(&LiveDmaBuf<'_>) -> R) -> Option<R> {
+        let link = self.link.lock();
+        let link = link.as_ref()?;
+        // INVARIANT: By `Link`'s invariant; the guard keeps the release,
+        // which empties the link first, waiting until `f` returned.
+        Some(f(&LiveDmaBuf {
+            dmabuf: link.dmabuf,
+            inode: link.inode,
+            _guard: PhantomData,
+        }))
+    }
+
+    /// Called first by the dma-buf's release: nobody reaches the dma-buf
+    /// through [`Exported::with_dmabuf`] any more.
+    fn unlink(&self) {
+        let link = self.link.lock().take();
+        if let Some(link) = link {
+            // SAFETY: By `Link`'s invariant the link owned this reference.
+            unsafe { kernel::bindings::iput(link.inode.as_ptr()) };
+        }
+    }
+}
+
+impl<T: Exporter> core::ops::Deref for Exported<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.data
+    }
+}
+
+/// A dma-buf that is not freed while this exists; its file may be.
+///
+/// # Invariants
+///
+/// `dmabuf` is a dma-buf whose release has not begun and waits for the end
+/// of `'a`; `inode` is its file's inode, referenced meanwhile.
+pub(crate) struct LiveDmaBuf<'a> {
+    dmabuf: NonNull<kernel::bindings::dma_buf>,
+    inode: NonNull<kernel::bindings::inode>,
+    _guard: PhantomData<&'a ()>,
+}
+
+impl LiveDmaBuf<'_> {
+    /// Locks the dma-buf's reservation object.
+    pub(crate) fn lock_resv(&self) -> ResvGuard<'_> {
+        // SAFETY: By the type invariant the dma-buf and its reservation
+        // object are valid; a NULL acquire context cannot fail with -EDEADLK.
+        unsafe {
+            kernel::bindings::dma_resv_lock((*self.dmabuf.as_ptr()).resv, core::ptr::null_mut())
+        };
+        // INVARIANT: Locked above; valid for the borrow of `self`.
+        ResvGuard(self.dmabuf, PhantomData)
+    }
+
+    /// Removes every CPU mapping of the buffer from every process; the next
+    /// access faults into [`Exporter::fault`].  Goes through the inode,
+    /// which every mapping's file shares: mappings hold the file, so a
+    /// buffer whose file is gone has none.
+    pub(crate) fn zap_cpu_mappings(&self) {
+        // `holelen == 0`: up to the end; `even_cows`: private copies too.
+        // SAFETY: By the type invariant the inode, and so its mapping, is
+        // valid.
+        unsafe { kernel::bindings::unmap_mapping_range((*self.inode.as_ptr()).i_mapping, 0, 0, 1) };
     }
 }
 
@@ -220,8 +314,8 @@ impl<T: Exporter> DmaBufRef<T> {
         Ok(buf)
     }
 
-    /// The exporter's data of the buffer.
-    pub(crate) fn data(&self) -> <Arc<T> as ForeignOwnable>::Borrowed<'_> {
+    /// The exporter's buffer.
+    pub(crate) fn data(&self) -> ArcBorrow<'_, Exported<T>> {
         // SAFETY: By the type invariant the dma-buf is `T`'s and referenced,
         // so not released.
         unsafe { ExporterOps::<T>::data(self.as_raw()) }
@@ -232,21 +326,6 @@ impl<T: Exporter> DmaBufRef<T> {
         // SAFETY: The dma-buf, its file and the file's inode are valid while
         // referenced.
         unsafe { (*(*(*self.as_raw()).file).f_inode).i_ino }
-    }
-
-    /// Removes every CPU mapping of the buffer from every process; the next
-    /// access faults into [`Exporter::fault`].
-    pub(crate) fn zap_cpu_mappings(&self) {
-        // `holelen == 0`: up to the end; `even_cows`: private copies too.
-        // SAFETY: The dma-buf and its file are valid while referenced.
-        unsafe {
-            kernel::bindings::unmap_mapping_range((*(*self.as_raw()).file).f_mapping, 0, 0, 1)
-        };
-    }
-
-    /// A non-counting handle, valid until the dma-buf is released.
-    pub(crate) fn raw(&self) -> RawDmaBuf<T> {
-        RawDmaBuf(self.0, PhantomData)
     }
 
     /// Installs the dma-buf in a new file descriptor, which takes over the
@@ -262,14 +341,6 @@ impl<T: Exporter> DmaBufRef<T> {
         let _ = ManuallyDrop::new(self);
         Ok(fd)
     }
-
-    /// Locks the dma-buf's reservation object.
-    pub(crate) fn lock_resv(&self) -> ResvGuard<'_, T> {
-        // SAFETY: By the type invariant the dma-buf and its reservation object
-        // are valid; a NULL acquire context cannot fail with -EDEADLK.
-        unsafe { kernel::bindings::dma_resv_lock((*self.as_raw()).resv, core::ptr::null_mut()) };
-        ResvGuard(self)
-    }
 }
 
 impl<T: Exporter> Drop for DmaBufRef<T> {
@@ -280,18 +351,26 @@ impl<T: Exporter> Drop for DmaBufRef<T> {
 }
 
 /// The held reservation lock of a dma-buf.
-pub(crate) struct ResvGuard<'a, T: Exporter>(&'a DmaBufRef<T>);
+///
+/// # Invariants
+///
+/// Holds the reservation lock of a dma-buf that stays allocated for `'a`.
+pub(crate) struct ResvGuard<'a>(NonNull<kernel::bindings::dma_buf>, PhantomData<&'a ()>);
 
-impl<T: Exporter> ResvGuard<'_, T> {
-    fn resv(&self) -> *mut kernel::bindings::dma_resv {
-        // SAFETY: The dma-buf is valid while its reference is borrowed.
-        unsafe { (*self.0.as_raw()).resv }
+impl ResvGuard<'_> {
+    fn as_raw(&self) -> *mut kernel::bindings::dma_buf {
+        self.0.as_ptr()
     }
 
+    fn resv(&self) -> *mut kernel::bindings::dma_resv {
+        // SAFETY: By the type invariant the dma-buf is valid.
+        unsafe { (*self.as_raw()).resv }
+    }
     /// Tells every revocable importer to drop its mappings.
     pub(crate) fn invalidate_mappings(&self) {
-        // SAFETY: The reservation lock is held, as the function requires.
-        unsafe { kernel::bindings::dma_buf_invalidate_mappings(self.0.as_raw()) };
+        // SAFETY: By the type invariant the dma-buf is valid and its
+        // reservation lock held, as the function requires.
+        unsafe { kernel::bindings::dma_buf_invalidate_mappings(self.as_raw()) };
     }
 
     /// Waits until every fence of the buffer signalled (importers' DMA done).
@@ -309,22 +388,28 @@ impl<T: Exporter> ResvGuard<'_, T> {
     }
 }
 
-impl<T: Exporter> Drop for ResvGuard<'_, T> {
+impl Drop for ResvGuard<'_> {
     fn drop(&mut self) {
-        // SAFETY: `lock_resv` locked it.
+        // SAFETY: By the type invariant the lock is held.
         unsafe { kernel::bindings::dma_resv_unlock(self.resv()) };
     }
 }
 
-/// Exports `data` as a dma-buf of `size` bytes; `data` is dropped when the
-/// dma-buf is released.
+/// Exports `buffer` as a dma-buf of `size` bytes; the dma-buf keeps a
+/// reference to it until its release.  `EBUSY` while an earlier dma-buf of
+/// `buffer` is not released.
 pub(crate) fn export<T: Exporter>(
     module: &ThisModule,
-    data: Arc<T>,
+    buffer: &Arc<Exported<T>>,
     size: usize,
     flags: u32,
 ) -> Result<DmaBufRef<T>> {
-    let priv_ = data.into_foreign();
+    // Held until the link is set: a second export waits, then fails.
+    let mut link = buffer.link.lock();
+    if link.is_some() {
+        return Err(EBUSY);
+    }
+    let priv_ = buffer.clone().into_foreign();
     let info = kernel::bindings::dma_buf_export_info {
         exp_name: kernel::str::as_char_ptr_in_const_context(c"dmabuf-vfio-pci").cast(),
         owner: module.as_ptr(),
@@ -335,15 +420,30 @@ pub(crate) fn export<T: Exporter>(
         priv_: priv_.cast(),
     };
     // SAFETY: `info` is complete; on success the dma-buf owns `priv_`.
-    match from_err_ptr(unsafe { kernel::bindings::dma_buf_export(&info) }) {
-        // INVARIANT: A new dma-buf comes with one reference.
-        Ok(buf) => Ok(DmaBufRef(NonNull::new(buf).ok_or(EINVAL)?, PhantomData)),
+    let raw = match from_err_ptr(unsafe { kernel::bindings::dma_buf_export(&info) }) {
+        Ok(raw) => raw,
         Err(e) => {
             // SAFETY: Export failed, so the foreign pointer is still ours.
-            drop(unsafe { Arc::<T>::from_foreign(priv_) });
-            Err(e)
+            drop(unsafe { Arc::<Exported<T>>::from_foreign(priv_) });
+            return Err(e);
         }
-    }
+    };
+    // INVARIANT: A new dma-buf comes with one reference, now owned by `buf`.
+    let buf = DmaBufRef(NonNull::new(raw).ok_or(EINVAL)?, PhantomData);
+    // SAFETY: We own a reference to the new dma-buf, so its file and the
+    // file's inode are valid.
+    let inode = unsafe { (*(*raw).file).f_inode };
+    let inode = NonNull::new(inode).ok_or(EINVAL)?;
+    // SAFETY: As above; the link owns this reference until `unlink`.
+    unsafe { kernel::bindings::ihold(inode.as_ptr()) };
+    // INVARIANT: The dma-buf was exported with `buffer`, its release cannot
+    // have begun while we hold a reference, and the inode reference was
+    // taken above.
+    *link = Some(Link {
+        dmabuf: buf.0,
+        inode,
+    });
+    Ok(buf)
 }
 
 /// The `dma_buf_ops` of an [`Exporter`].
@@ -372,11 +472,9 @@ impl<T: Exporter> ExporterOps<T> {
     /// # Safety
     ///
     /// `dmabuf` must be a dma-buf exported by [`export`] for `T` and not yet released.
-    unsafe fn data<'a>(
-        dmabuf: *mut kernel::bindings::dma_buf,
-    ) -> <Arc<T> as ForeignOwnable>::Borrowed<'a> {
-        // SAFETY: `priv_` holds the `Arc<T>` of `export` until release.
-        unsafe { Arc::<T>::borrow((*dmabuf).priv_.cast()) }
+    unsafe fn data<'a>(dmabuf: *mut kernel::bindings::dma_buf) -> ArcBorrow<'a, Exported<T>> {
+        // SAFETY: `priv_` holds the `Arc` of `export` until release.
+        unsafe { Arc::<Exported<T>>::borrow((*dmabuf).priv_.cast()) }
     }
 
     /// # Safety
@@ -476,7 +574,7 @@ impl<T: Exporter> ExporterOps<T> {
         let fault = unsafe { Fault::from_raw(vmf) };
         // SAFETY: `mmap` set the VMA's private data to the dma-buf's `priv_`,
         // alive as long as the VMA (see there).
-        let data = unsafe { Arc::<T>::borrow(fault.vma_data().cast()) };
+        let data = unsafe { Arc::<Exported<T>>::borrow(fault.vma_data().cast()) };
         data.fault(fault, order).into_raw()
     }
 
@@ -486,10 +584,10 @@ impl<T: Exporter> ExporterOps<T> {
     /// a VMA set up by `mmap`.
     unsafe fn vma_data<'a>(
         vma: *mut kernel::bindings::vm_area_struct,
-    ) -> <Arc<T> as ForeignOwnable>::Borrowed<'a> {
+    ) -> ArcBorrow<'a, Exported<T>> {
         // SAFETY: `mmap` set the private data to the dma-buf's `priv_`, which
         // outlives the VMA.
-        unsafe { Arc::<T>::borrow((*vma).vm_private_data.cast()) }
+        unsafe { Arc::<Exported<T>>::borrow((*vma).vm_private_data.cast()) }
     }
 
     /// # Safety
@@ -533,10 +631,13 @@ impl<T: Exporter> ExporterOps<T> {
 
     /// # Safety
     ///
-    /// Called once by the dma-buf core as `dma_buf_ops.release`.
+    /// Called once by the dma-buf core as `dma_buf_ops.release`, before it
+    /// frees anything of the dma-buf.
     unsafe extern "C" fn release(dmabuf: *mut kernel::bindings::dma_buf) {
         // SAFETY: Release is the last use of the private data.
-        let data = unsafe { Arc::<T>::from_foreign((*dmabuf).priv_.cast()) };
+        let data = unsafe { Arc::<Exported<T>>::from_foreign((*dmabuf).priv_.cast()) };
+        // Waits for anyone inside `with_dmabuf`.
+        data.unlink();
         data.release();
     }
 }

@@ -34,11 +34,17 @@
 //! | uncorrectable error freezing the link (AER fatal, DPC) or failing it | `err_handler.error_detected` (state not normal) | revoke; the recovery resets the device without restoring it, so buffers stay revoked until the user resets it through its fd or enables memory decode again |
 //!
 //! Lock order: the core's `memory_lock` → the device's export list → a
-//! dma-buf's reservation lock → the buffer's state.
+//! buffer's link to its dma-buf ([`Exported::with_dmabuf`], which keeps the
+//! dma-buf allocated even when its file is gone) → the dma-buf's
+//! reservation lock → the buffer's state.  A dma-buf's release takes the
+//! link alone, then the state, then the export list.
 
 use crate::pci_ext::{PCI_CAP_ID_AF, PCI_COMMAND, PCI_COMMAND_MEMORY};
 use crate::vfio::{CoreDevice, Device, DeviceRegistration, MemoryLockWrite};
-use crate::{dma_buf::DmaBufRef, trace, wq, DmabufVfioPci, ExportedBar, Exports};
+use crate::{
+    dma_buf::{DmaBufRef, Exported},
+    trace, wq, DmabufVfioPci, ExportedBar, Exports,
+};
 use kernel::{
     impl_has_work, new_work,
     prelude::*,
@@ -136,17 +142,13 @@ pub(crate) fn accessible(exports: &Exports, memory: &MemoryLockWrite<'_>) -> boo
 
 /// Revokes `bar`: afterwards no importer holds a mapping of it, and no
 /// process a CPU mapping.
-fn revoke(
-    dev: &Device<DmabufVfioPci>,
-    bar: &ExportedBar,
-    buf: &DmaBufRef<ExportedBar>,
-    cause: Cause,
-) {
-    {
+fn revoke(dev: &Device<DmabufVfioPci>, bar: &Exported<ExportedBar>, cause: Cause) {
+    // A buffer whose release began has no importers and no mappings left.
+    let revoked_now = bar.with_dmabuf(|buf| {
         let resv = buf.lock_resv();
         let state = bar.state.lock();
         if bar.revoked() {
-            return;
+            return false;
         }
         bar.revoked.store(true, Relaxed);
         // A VMA made after this point has no pages yet, and its faults see
@@ -162,29 +164,29 @@ fn revoke(
         }
         resv.invalidate_mappings();
         resv.wait_idle();
+        true
+    });
+    if revoked_now == Some(true) {
+        // Importers that unmap from their invalidation callback are done
+        // now; the others unmap later, and the last one wakes us.
+        bar.mappings.wait_zero();
     }
-    // Importers that unmap from their invalidation callback are done now;
-    // the others unmap later, and the last one wakes us.
-    bar.mappings.wait_zero();
 }
 
 /// Lets importers map `bar` again, unless it was revoked for good.
-fn unrevoke(
-    dev: &Device<DmabufVfioPci>,
-    bar: &ExportedBar,
-    buf: &DmaBufRef<ExportedBar>,
-    cause: Cause,
-) {
-    let resv = buf.lock_resv();
-    let state = bar.state.lock();
-    if !bar.revoked() || state.permanent || state.device.is_none() {
-        return;
-    }
-    bar.revoked.store(false, Relaxed);
-    drop(state);
-    dev.stats.unrevoked();
-    trace::unrevoke(&bar.exporter, bar.ino(), cause.name());
-    resv.invalidate_mappings();
+fn unrevoke(dev: &Device<DmabufVfioPci>, bar: &Exported<ExportedBar>, cause: Cause) {
+    bar.with_dmabuf(|buf| {
+        let resv = buf.lock_resv();
+        let state = bar.state.lock();
+        if !bar.revoked() || state.permanent || state.device.is_none() {
+            return;
+        }
+        bar.revoked.store(false, Relaxed);
+        drop(state);
+        dev.stats.unrevoked();
+        trace::unrevoke(&bar.exporter, bar.ino(), cause.name());
+        resv.invalidate_mappings();
+    });
 }
 
 /// Brings every buffer of the device in line with whether it is accessible.
@@ -208,12 +210,10 @@ fn sync(
         return;
     }
     for bar in exports.list.iter() {
-        // A buffer whose release began has no importers left.
-        let Some(buf) = bar.dmabuf() else { continue };
         if accessible {
-            unrevoke(dev, bar, &buf, cause);
+            unrevoke(dev, bar, cause);
         } else {
-            revoke(dev, bar, &buf, cause);
+            revoke(dev, bar, cause);
         }
     }
     exports.synced = Some(accessible);
@@ -223,9 +223,7 @@ fn sync(
 /// callbacks, where it may or may not be held).
 fn revoke_all(dev: &Device<DmabufVfioPci>, exports: &mut Exports, cause: Cause) {
     for bar in exports.list.iter() {
-        if let Some(buf) = bar.dmabuf() {
-            revoke(dev, bar, &buf, cause);
-        }
+        revoke(dev, bar, cause);
     }
     exports.synced = Some(false);
 }
@@ -421,9 +419,7 @@ pub(crate) fn release_all(dev: &Device<DmabufVfioPci>) {
     exports.lost_state = false;
     exports.synced = None;
     for bar in exports.list.drain_all() {
-        if let Some(buf) = bar.dmabuf() {
-            revoke(dev, &bar, &buf, Cause::Close);
-        }
+        revoke(dev, &bar, Cause::Close);
         let device = bar.state.lock().device.take();
         drop(device);
     }
@@ -449,7 +445,7 @@ pub(crate) fn revoke_for_good(dev: &Device<DmabufVfioPci>, fd: i32) -> Result {
         // until it is released or the device closes.
         state.permanent = true;
     }
-    revoke(dev, &bar, &buf, Cause::Request);
+    revoke(dev, &bar, Cause::Request);
     Ok(())
 }
 

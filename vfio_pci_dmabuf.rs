@@ -36,7 +36,7 @@ mod vm;
 mod wait;
 mod wq;
 
-use dma_buf::{Attachment, DmaDirection, DmaTable, Exporter, PhysRange, RawDmaBuf};
+use dma_buf::{Attachment, DmaDirection, DmaTable, Exported, Exporter, PhysRange};
 use p2pdma::MapType;
 use pci_ext::P2pProvider;
 use vfio::{bindings as uapi, CoreDevice, Device, DeviceRegistration, Registration, VariantDriver};
@@ -127,7 +127,7 @@ impl Stats {
 /// The device's exported buffers and what keeps them revoked.
 struct Exports {
     /// Live exported buffers.
-    list: KVec<Arc<ExportedBar>>,
+    list: KVec<Arc<Exported<ExportedBar>>>,
     /// Events in progress that make the BARs unsafe (resets, FLR, D3).
     in_progress: u32,
     /// The user put the device in low power (`LOW_POWER_ENTRY`).
@@ -368,14 +368,13 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
     let provider = pci.p2pdma_provider(region).ok_or(EINVAL)?;
     let registration = dev.core().try_get_registration().ok_or(ENODEV)?;
 
-    let bar = Arc::pin_init(
-        try_pin_init!(ExportedBar {
+    let bar = Exported::new(try_pin_init!(ExportedBar {
             ranges,
             size,
             provider,
             owner: dev.serial,
             exporter: pci.device().into(),
-            published: SetOnce::new(),
+            ino: SetOnce::new(),
             revoked: Atomic::new(false),
             mappings: ZeroWaitCount::new(),
             state <- kernel::new_mutex!(BufferState {
@@ -385,14 +384,12 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
                 attachments: KVec::new(),
                 cpu_mappings: 0,
             }),
-        }),
-        GFP_KERNEL,
-    )?;
+    }))?;
     let size = usize::try_from(size).map_err(|_| EINVAL)?;
     // From here on the dma-buf owns the buffer: errors free it through its
     // release (dma_buf_put), never directly.
     let module = <DmabufVfioPciModule as kernel::ModuleMetadata>::THIS_MODULE;
-    let buf = dma_buf::export(&module, bar.clone(), size, open_flags)?;
+    let buf = dma_buf::export(&module, &bar, size, open_flags)?;
     {
         let memory = dev.core().memory_lock_write();
         let mut exports = dev.exports.lock();
@@ -404,10 +401,7 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
         if exports.synced != Some(!revoked) {
             exports.synced = None;
         }
-        bar.published.populate(Published {
-            dmabuf: buf.raw(),
-            ino: buf.ino(),
-        });
+        bar.ino.populate(buf.ino());
         trace::export(&bar.exporter, bar.ino(), bar.size, bar.ranges.len() as u32);
         exports.list.push(bar, GFP_KERNEL)?;
     }
@@ -452,8 +446,9 @@ struct ExportedBar {
     owner: u64,
     /// The exporting PCI function (names it in traces, after close too).
     exporter: ARef<device::Device>,
-    /// Set once exported, before the buffer is listed in its device.
-    published: SetOnce<Published>,
+    /// The dma-buf's inode number, set once exported: the buffer's name in
+    /// traces and debugfs.
+    ino: SetOnce<u64>,
     /// Importers may not map, and CPU mappings fault.  Changed with both the
     /// reservation lock and `state` held, so either lock orders a read:
     /// maps read it under the reservation lock, as vfio-pci does, faults
@@ -467,23 +462,10 @@ struct ExportedBar {
     state: Mutex<BufferState>,
 }
 
-/// What an export learns only once the dma-buf exists.
-struct Published {
-    /// The dma-buf; valid while the buffer is listed in its device.
-    dmabuf: RawDmaBuf<ExportedBar>,
-    /// The dma-buf's inode number: the buffer's name in traces.
-    ino: u64,
-}
-
 impl ExportedBar {
-    /// A reference to the buffer's dma-buf, unless its release has begun.
-    fn dmabuf(&self) -> Option<dma_buf::DmaBufRef<ExportedBar>> {
-        self.published.as_ref().and_then(|p| p.dmabuf.try_get())
-    }
-
     /// The buffer's name in traces and debugfs (0 until exported).
     fn ino(&self) -> u64 {
-        self.published.as_ref().map_or(0, |p| p.ino)
+        self.ino.as_ref().copied().unwrap_or(0)
     }
 
     /// Whether importers may not map it, nor CPUs fault it in.
@@ -607,7 +589,7 @@ impl Exporter for ExportedBar {
     fn release(&self) {
         let device = self.state.lock().device.take();
         if let Some(device) = device {
-            device.exports.lock().list.retain(|e| !ptr::eq(&**e, self));
+            device.exports.lock().list.retain(|e| !ptr::eq(&***e, self));
         }
     }
 }

@@ -10,12 +10,14 @@
  * ours; FLR (virtio, PCIe FLR + PM) brings the events ivshmem lacks.
  */
 #include <linux/loop.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
@@ -347,6 +349,85 @@ TEST_F(mmap, revoke_through_a_dup_cuts_only_that_buffer)
  * not export it: REVOKE and MEMATTR through it fail with ENODEV.  Several
  * rounds, so a reused address turns up (slab reuse is not certain once).
  */
+/*
+ * An O_PATH descriptor of /proc/self/fd/N keeps the dma-buf's dentry, and
+ * with it the dma-buf, after the buffer's file was released and freed; the
+ * buffer stays on its device's list until the dentry goes.  Closing the
+ * device then revokes a buffer whose file is gone: it must not touch that
+ * file (KASAN: slab-use-after-free in get_file_active() on the old code),
+ * and must still cut the live buffer's mapping and importer beside it.
+ * The released buffer had a CPU mapping and an importer before its file
+ * went.  Even rounds keep new files from reusing the freed one before the
+ * close (KASAN sees the stale access), odd rounds let the next export take
+ * it (the stale pointer then reaches someone else's file).
+ */
+TEST(o_path_holder_keeps_a_released_buffer)
+{
+	const char *bdf = test_dev("SW_IVSHMEM"), *edu = test_dev("SW_EDU");
+	struct importer_status st;
+	struct importer_map map;
+
+	ASSERT_NE(NULL, bdf);
+	ASSERT_NE(NULL, edu);
+	catch_sigbus();
+	for (int round = 0; round < 24; round++) {
+		int held, live = -1, path, imp_held, imp_live;
+		volatile uint8_t *m_held, *m_live;
+		struct vfio_handle h;
+		char proc[64];
+
+		ASSERT_EQ(0, vfio_open(bdf, &h));
+		ASSERT_EQ(0, set_memory_enable(h.device, 1));
+		held = export1(h.device, 2, 0, 2 * PAGE);
+		ASSERT_GE(held, 0);
+		m_held = map_buf(held, 2 * PAGE, 0);
+		ASSERT_NE(MAP_FAILED, m_held);
+		ASSERT_EQ(0, poke(m_held + PAGE, round));
+		imp_held = importer_open(edu, held, IMPORTER_DYNAMIC_P2P);
+		ASSERT_GE(imp_held, 0);
+		ASSERT_EQ(0, importer_map(imp_held, &map));
+		if (round % 2 == 0) {
+			live = export1(h.device, 2, 2 * PAGE, 2 * PAGE);
+			ASSERT_GE(live, 0);
+		}
+
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", held);
+		path = open(proc, O_PATH | O_CLOEXEC);
+		ASSERT_GE(path, 0);
+		munmap((void *)m_held, 2 * PAGE);
+		close(imp_held);
+		close(held);
+		/* The freed file's memory is poisoned after a grace period. */
+		ASSERT_EQ(0, syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0));
+		usleep(20000);
+
+		if (live < 0) {
+			live = export1(h.device, 2, 2 * PAGE, 2 * PAGE);
+			ASSERT_GE(live, 0);
+		}
+		m_live = map_buf(live, 2 * PAGE, 0);
+		ASSERT_NE(MAP_FAILED, m_live);
+		ASSERT_EQ(0, poke(m_live, round + 1));
+		imp_live = importer_open(edu, live, IMPORTER_DYNAMIC_P2P);
+		ASSERT_GE(imp_live, 0);
+		ASSERT_EQ(0, importer_map(imp_live, &map));
+
+		vfio_handle_close(&h);
+
+		EXPECT_EQ(-1, peek(m_live)) {
+			TH_LOG("round %d: the live buffer's mapping survived the close", round);
+		}
+		st = importer_status(imp_live);
+		EXPECT_EQ(1, st.invalidations);
+		EXPECT_EQ(0, st.mapped);
+		EXPECT_EQ(-ENODEV, importer_map(imp_live, &map));
+		close(path);	/* the released buffer's own release, now */
+		munmap((void *)m_live, 2 * PAGE);
+		close(imp_live);
+		close(live);
+	}
+}
+
 TEST(buffer_of_an_earlier_binding_is_foreign)
 {
 	const char *bdf = test_dev("IVSHMEM");
