@@ -12,9 +12,8 @@ use crate::vfio::bindings;
 use core::ptr;
 use kernel::{alloc::flags, device, prelude::*, types::Opaque};
 
-/// PCI command register and its memory space enable bit.
+/// PCI command register (memory space enable is bit 1 of its low byte).
 pub(crate) const PCI_COMMAND: u16 = 0x04;
-pub(crate) const PCI_COMMAND_MEMORY: u8 = 0x02;
 /// Advanced Features capability.
 pub(crate) const PCI_CAP_ID_AF: u8 = 0x13;
 

@@ -21,12 +21,10 @@
 //! | last close of the device | `close_device`, before the core disables the device | revoke for good, drop the buffers' device registrations |
 //! | `VFIO_DEVICE_RESET` | `ioctl` | revoke across the call, then settle |
 //! | `VFIO_DEVICE_PCI_HOT_RESET` on this device's fd | `ioctl` | revoke across the call, then settle |
-//! | config write clearing `PCI_COMMAND` memory enable | `write` (peeks the written byte) | revoke across the call; stays revoked while disabled |
-//! | config write setting `PCI_COMMAND` memory enable | `write` | settle after the call (un-revoke; also ends a lost state, below: vfio restores lost BARs on this write) |
-//! | config write putting PMCSR in D1–D3hot | `write` | revoke across the call; stays revoked while in D3 |
-//! | config write putting PMCSR back in D0 | `write` | settle after the call (un-revoke) |
-//! | config write starting a PCIe FLR (`DEVCTL` bit 15) | `write` | revoke across the call, then settle |
-//! | config write starting an AF FLR | `write` | revoke across the call, then settle |
+//! | config write covering the `PCI_COMMAND` low byte (memory enable) | `write` (by the offsets it covers, never by the bytes) | revoke across the call, then settle: revoked while memory is off; memory left on also ends a lost state (below: vfio restores lost BARs on this write) |
+//! | config write covering PMCSR's low byte (power state) | `write` | revoke across the call, then settle: revoked while in D1–D3hot |
+//! | config write covering the PCIe `DEVCTL` high byte (initiate FLR) | `write` | revoke across the call, then settle |
+//! | config write covering the AF control register (initiate FLR) | `write` | revoke across the call, then settle |
 //! | `LOW_POWER_ENTRY` (with or without wakeup) | `device_feature` | revoke, stay revoked |
 //! | `LOW_POWER_EXIT` | `device_feature` | settle after the call (un-revoke) |
 //! | any function reset by the PCI core: sysfs `reset`, AER/DPC recovery, and inside the resets above | `err_handler.reset_prepare` / `reset_done` | revoke without `memory_lock`; settle if `memory_lock` is free, else from the module's workqueue once it is |
@@ -39,7 +37,7 @@
 //! reservation lock → the buffer's state.  A dma-buf's release takes the
 //! link alone, then the state, then the export list.
 
-use crate::pci_ext::{PCI_CAP_ID_AF, PCI_COMMAND, PCI_COMMAND_MEMORY};
+use crate::pci_ext::{PCI_CAP_ID_AF, PCI_COMMAND};
 use crate::vfio::{CoreDevice, Device, DeviceRegistration, MemoryLockWrite};
 use crate::{
     dma_buf::{DmaBufRef, Exported},
@@ -49,7 +47,6 @@ use kernel::{
     impl_has_work, new_work,
     prelude::*,
     sync::atomic::Relaxed,
-    uaccess::{UserPtr, UserSlice},
     workqueue::{Work, WorkItem},
 };
 
@@ -62,15 +59,13 @@ pub(crate) const VFIO_DEVICE_PCI_HOT_RESET: u32 = (b';' as u32) << 8 | (100 + 13
 const VFIO_PCI_CONFIG_REGION_INDEX: i64 = 7;
 /// Bits of a device fd offset below the region index.
 const VFIO_PCI_OFFSET_SHIFT: u32 = 40;
-/// PM control/status register within the PM capability; power state bits.
+/// PM control/status register within the PM capability (its low byte
+/// holds the power state).
 const PCI_PM_CTRL: u16 = 4;
-const PCI_PM_CTRL_STATE_MASK: u8 = 0x03;
-/// High byte of the PCIe device control register; initiate FLR bit in it.
+/// High byte of the PCIe device control register (initiate FLR is bit 15).
 const PCI_EXP_DEVCTL_HIGH: u16 = 8 + 1;
-const PCI_EXP_DEVCTL_BCR_FLR_HIGH: u8 = 0x80;
-/// AF control register within the AF capability; initiate FLR bit.
+/// AF control register within the AF capability (initiate FLR is bit 0).
 const PCI_AF_CTRL: u16 = 4;
-const PCI_AF_CTRL_FLR: u8 = 0x01;
 
 /// Why buffers are revoked or given back: the events of the table above
 /// (tracepoints and debugfs name them).
@@ -276,7 +271,7 @@ pub(crate) fn across_user_reset(
 
 /// The user enabled memory decode: vfio-pci-core restored BARs the device
 /// lost in the same write, so an error recovery's lost state is over.
-pub(crate) fn user_restored(dev: &Device<DmabufVfioPci>) {
+fn user_restored(dev: &Device<DmabufVfioPci>) {
     dev.exports.lock().lost_state = false;
 }
 
@@ -449,83 +444,57 @@ pub(crate) fn revoke_for_good(dev: &Device<DmabufVfioPci>, fd: i32) -> Result {
     Ok(())
 }
 
-/// What a write to the device fd does to BAR accessibility.
-pub(crate) enum WriteEffect {
-    /// It may disable memory decode, power the device down or reset it.
-    Unsafe(Cause),
-    /// It touches a register that may make the BARs accessible again.
-    MaySettle {
-        /// It sets `PCI_COMMAND` memory enable.
-        enables_memory: bool,
-        /// The register.
-        cause: Cause,
-    },
-    /// Nothing that matters here.
-    None,
-}
-
-/// Classifies a device-fd write by the config registers it covers and the
-/// values it writes there.  The bytes are read again by the core; a user
-/// that changes them in between only fools itself, and the state is settled
-/// after the write anyway.
-pub(crate) fn config_write_effect(
-    core: &CoreDevice,
-    buf: UserPtr,
-    count: usize,
-    pos: i64,
-) -> WriteEffect {
+/// The event a device-fd write may be: the first config register it covers
+/// of those that disable memory decode, power the device down or reset it.
+///
+/// Judged by the offsets alone: vfio-pci-core copies the bytes from user
+/// memory itself, after anything this driver could read there, so a value
+/// seen here says nothing about what the core will write.
+pub(crate) fn config_write_event(core: &CoreDevice, count: usize, pos: i64) -> Option<Cause> {
     if pos >> VFIO_PCI_OFFSET_SHIFT != VFIO_PCI_CONFIG_REGION_INDEX {
-        return WriteEffect::None;
+        return None;
     }
     let start = (pos & ((1 << VFIO_PCI_OFFSET_SHIFT) - 1)) as u64;
     let end = start.saturating_add(count as u64);
-    // The byte the write puts at config offset `reg`, if it covers it.
-    let written = |reg: u16| -> Option<u8> {
-        let reg = u64::from(reg);
-        if reg < start || reg >= end {
-            return None;
-        }
-        let at = (buf.as_const_ptr() as usize).checked_add((reg - start) as usize)?;
-        UserSlice::new(UserPtr::from_addr(at), 1)
-            .reader()
-            .read::<u8>()
-            .ok()
-    };
+    let covers = |reg: u16| (start..end).contains(&u64::from(reg));
 
     let pci = core.pci();
-    let mut effect = WriteEffect::None;
-    if let Some(cmd) = written(PCI_COMMAND) {
-        if cmd & PCI_COMMAND_MEMORY == 0 {
-            return WriteEffect::Unsafe(Cause::Memory);
-        }
-        effect = WriteEffect::MaySettle {
-            enables_memory: true,
-            cause: Cause::Memory,
-        };
+    if covers(PCI_COMMAND) {
+        return Some(Cause::Memory);
     }
-    if let Some(pm) = pci.pm_cap() {
-        if let Some(ctrl) = written(pm + PCI_PM_CTRL) {
-            if ctrl & PCI_PM_CTRL_STATE_MASK != 0 {
-                return WriteEffect::Unsafe(Cause::PowerState);
-            }
-            if let WriteEffect::None = effect {
-                effect = WriteEffect::MaySettle {
-                    enables_memory: false,
-                    cause: Cause::PowerState,
-                };
-            }
-        }
+    if pci.pm_cap().is_some_and(|pm| covers(pm + PCI_PM_CTRL)) {
+        return Some(Cause::PowerState);
     }
-    if let Some(pcie) = pci.pcie_cap() {
-        if written(pcie + PCI_EXP_DEVCTL_HIGH).is_some_and(|b| b & PCI_EXP_DEVCTL_BCR_FLR_HIGH != 0)
+    if pci
+        .pcie_cap()
+        .is_some_and(|pcie| covers(pcie + PCI_EXP_DEVCTL_HIGH))
+    {
+        return Some(Cause::Flr);
+    }
+    if pci
+        .find_capability(PCI_CAP_ID_AF)
+        .is_some_and(|af| covers(af + PCI_AF_CTRL))
+    {
+        return Some(Cause::Flr);
+    }
+    None
+}
+
+/// A config write that may be `cause`: runs it with every buffer revoked,
+/// then settles them on the state the core left.  A successful write of the
+/// command register that left memory enabled also ends a lost state:
+/// vfio-pci-core restores the BARs a device lost on such a write.
+pub(crate) fn across_config_write(
+    dev: &Device<DmabufVfioPci>,
+    cause: Cause,
+    write: impl FnOnce() -> Result<isize>,
+) -> Result<isize> {
+    across_event(dev, cause, || {
+        let ret = write();
+        if ret.is_ok() && cause == Cause::Memory && dev.core().memory_lock_write().memory_enabled()
         {
-            return WriteEffect::Unsafe(Cause::Flr);
+            user_restored(dev);
         }
-    }
-    if let Some(af) = pci.find_capability(PCI_CAP_ID_AF) {
-        if written(af + PCI_AF_CTRL).is_some_and(|b| b & PCI_AF_CTRL_FLR != 0) {
-            return WriteEffect::Unsafe(Cause::Flr);
-        }
-    }
-    effect
+        ret
+    })
 }

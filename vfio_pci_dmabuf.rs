@@ -247,22 +247,11 @@ impl VariantDriver for DmabufVfioPci {
     }
 
     fn write(dev: &Device<Self>, buf: UserPtr, count: usize, pos: &mut i64) -> Result<isize> {
-        match revoke::config_write_effect(dev.core(), buf, count, *pos) {
-            revoke::WriteEffect::Unsafe(cause) => {
-                revoke::across_event(dev, cause, || dev.core().write(buf, count, pos))
+        match revoke::config_write_event(dev.core(), count, *pos) {
+            Some(cause) => {
+                revoke::across_config_write(dev, cause, || dev.core().write(buf, count, pos))
             }
-            revoke::WriteEffect::MaySettle {
-                enables_memory,
-                cause,
-            } => {
-                let ret = dev.core().write(buf, count, pos);
-                if enables_memory && ret.is_ok() {
-                    revoke::user_restored(dev);
-                }
-                revoke::settle(dev, cause);
-                ret
-            }
-            revoke::WriteEffect::None => dev.core().write(buf, count, pos),
+            None => dev.core().write(buf, count, pos),
         }
     }
 }

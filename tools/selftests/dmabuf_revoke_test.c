@@ -11,6 +11,8 @@
  * reset resets ours too.
  */
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 
 #include "kselftest_harness.h"
@@ -96,12 +98,148 @@ TEST_F(revoke, memory_disable_until_enabled_again)
 	expect_usable(_metadata, self->imp);
 }
 
-/* Writing the command register without touching memory enable is no event. */
-TEST_F(revoke, command_write_keeping_memory_on_is_not_an_event)
+/*
+ * A write to the command register is an event whatever it writes: the core
+ * copies the bytes from user memory again, after any look the driver could
+ * take.  One that keeps memory enabled revokes across it and gives back.
+ */
+TEST_F(revoke, command_write_keeping_memory_on_is_given_back)
 {
+	struct importer_status st;
+
 	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
-	EXPECT_EQ(0, importer_status(self->imp).invalidations);
-	EXPECT_EQ(1, importer_status(self->imp).mapped);
+	st = importer_status(self->imp);
+	EXPECT_EQ(2, st.invalidations);	/* the revoke and the give-back */
+	EXPECT_EQ(0, st.mapped);
+	expect_usable(_metadata, self->imp);
+}
+
+static sigjmp_buf bus_jmp;
+
+static void on_sigbus(int sig)
+{
+	siglongjmp(bus_jmp, sig);
+}
+
+/* Reads a byte; -1 on SIGBUS. */
+static int peek(volatile uint8_t *p)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus, .sa_flags = SA_NODEFER };
+
+	sigaction(SIGBUS, &sa, NULL);
+	if (sigsetjmp(bus_jmp, 1))
+		return -1;
+	return *p;
+}
+
+struct config_writer {
+	int device;
+	const uint8_t *src;
+	size_t len;
+	uint64_t reg;
+	ssize_t ret;
+};
+
+static void *write_config(void *arg)
+{
+	struct config_writer *w = arg;
+
+	w->ret = pwrite(w->device, w->src, w->len, w->reg);
+	return NULL;
+}
+
+/* Whether the debugfs line of buffer @buf says "revoked". */
+static bool debugfs_says_revoked(const char *bdf, int buf)
+{
+	char path[128], line[512], key[64];
+	struct stat st;
+	bool revoked = false;
+	FILE *f;
+
+	if (fstat(buf, &st))
+		return false;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/dmabuf_vfio_pci/%s/status", bdf);
+	snprintf(key, sizeof(key), "buffer %llu:", (unsigned long long)st.st_ino);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, key))
+			revoked = strstr(line, " revoked ") != NULL;
+	fclose(f);
+	return revoked;
+}
+
+/*
+ * A config write is judged by the registers it covers, never by bytes read
+ * from user memory before the core reads them.  The write covers the
+ * device ID (on a page whose fault stalls, /dev/dmabuf_test_stall), then
+ * the command register with memory enable on.  While the core's copy is
+ * stalled on the first page, the buffer must be revoked already: the test
+ * then clears memory enable in the bytes the core will copy next.  The old
+ * driver peeked at the command byte, saw memory on, and let the write
+ * disable memory decode under an importer's live mapping and a CPU
+ * mapping; it revoked only after the write.
+ */
+TEST_F(revoke, config_write_bytes_changed_after_a_look)
+{
+	const char *bdf = test_dev(variant->exporter);
+	struct config_writer w = { .device = self->h.device };
+	struct vfio_region_info config;
+	struct importer_status st;
+	volatile uint8_t *cpu;
+	uint32_t arm = 1 << 0;
+	pthread_t writer;
+	uint16_t cmd;
+	uint8_t *area;
+	int stall;
+
+	stall = open("/dev/dmabuf_test_stall", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(stall, 0);
+	area = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, stall, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	cpu = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, self->buf, 0);
+	ASSERT_NE(MAP_FAILED, cpu);
+	ASSERT_NE(-1, peek(cpu + PAGE));
+
+	/* Device ID (read-only) on page 0, the command register on page 1. */
+	ASSERT_EQ(0, vfio_region(self->h.device, VFIO_PCI_CONFIG_REGION_INDEX, &config));
+	w.reg = config.offset + PCI_COMMAND - 2;
+	ASSERT_EQ(0, vfio_config_read(self->h.device, PCI_COMMAND, &cmd, 2));
+	ASSERT_TRUE(cmd & PCI_COMMAND_MEMORY);
+	w.src = area + PAGE - 2;
+	w.len = 4;
+	memcpy(area + PAGE, &cmd, 2);
+	ASSERT_EQ(0, ioctl(stall, STALL_ARM, &arm));
+	ASSERT_EQ(0, pthread_create(&writer, NULL, write_config, &w));
+	ASSERT_EQ(0, ioctl(stall, STALL_WAIT));
+
+	st = importer_status(self->imp);
+	EXPECT_EQ(0, st.mapped) {
+		TH_LOG("the importer still maps the BAR while the core writes the command register");
+	}
+	EXPECT_EQ(-1, peek(cpu + PAGE)) {
+		TH_LOG("the CPU mapping still reaches the BAR while the core writes the command register");
+	}
+	EXPECT_TRUE(debugfs_says_revoked(bdf, self->buf));
+	cmd &= ~PCI_COMMAND_MEMORY;
+	memcpy(area + PAGE, &cmd, 2);
+	ASSERT_EQ(0, ioctl(stall, STALL_RELEASE, &(uint32_t){ 0 }));
+	pthread_join(writer, NULL);
+	ASSERT_EQ(4, w.ret);
+
+	/* Memory decode is off: revoked until the user enables it again. */
+	ASSERT_EQ(0, vfio_config_read(self->h.device, PCI_COMMAND, &cmd, 2));
+	EXPECT_FALSE(cmd & PCI_COMMAND_MEMORY);
+	expect_revoked(_metadata, self->imp, 1);
+	EXPECT_EQ(-1, peek(cpu + PAGE));
+	EXPECT_TRUE(debugfs_says_revoked(bdf, self->buf));
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	expect_usable(_metadata, self->imp);
+	EXPECT_NE(-1, peek(cpu + PAGE));
+	munmap((void *)cpu, 2 * PAGE);
+	munmap(area, 2 * PAGE);
+	close(stall);
 }
 
 TEST_F(revoke, low_power_until_exit)

@@ -8,12 +8,16 @@
  * edu engine from the addresses it was given.  It counts invalidations and
  * unmaps, and can hold a mapping across an invalidation to prove that the
  * exporter waits.  Userspace drives it through /dev/dmabuf_test_importer.
+ *
+ * /dev/dmabuf_test_stall (see the header) stops a kernel copy from user
+ * memory at a page of the test's choosing.
  */
 #include <linux/delay.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
 #include <linux/dma-resv.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
@@ -400,6 +404,128 @@ static struct miscdevice importer_misc = {
 	.fops = &importer_fops,
 };
 
+struct stall {
+	struct page *pages[STALL_PAGES];
+	unsigned long armed;	/* pages whose faults block */
+	long blocked;		/* the page a fault blocks on, or -1 */
+	wait_queue_head_t wq;
+};
+
+static bool stall_blocked(struct stall *s)
+{
+	long page = READ_ONCE(s->blocked);
+
+	return page >= 0 && test_bit(page, &s->armed);
+}
+
+static vm_fault_t stall_fault(struct vm_fault *vmf)
+{
+	struct stall *s = vmf->vma->vm_private_data;
+	pgoff_t page = vmf->pgoff;
+
+	if (page >= STALL_PAGES)
+		return VM_FAULT_SIGBUS;
+	if (test_bit(page, &s->armed)) {
+		WRITE_ONCE(s->blocked, page);
+		wake_up_all(&s->wq);
+		if (wait_event_killable(s->wq, !test_bit(page, &s->armed)))
+			return VM_FAULT_SIGBUS;
+		cmpxchg(&s->blocked, page, -1);
+	}
+	get_page(s->pages[page]);
+	vmf->page = s->pages[page];
+	return 0;
+}
+
+static const struct vm_operations_struct stall_vm_ops = {
+	.fault = stall_fault,
+};
+
+static int stall_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_ops = &stall_vm_ops;
+	vma->vm_private_data = file->private_data;
+	return 0;
+}
+
+static long stall_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct stall *s = file->private_data;
+	u32 val;
+	int ret;
+
+	switch (cmd) {
+	case STALL_ARM:
+		if (get_user(val, (u32 __user *)arg))
+			return -EFAULT;
+		for (int i = 0; i < STALL_PAGES; i++)
+			if (val & (1u << i))
+				set_bit(i, &s->armed);
+		return 0;
+	case STALL_WAIT:
+		ret = wait_event_interruptible(s->wq, stall_blocked(s));
+		return ret ? ret : READ_ONCE(s->blocked);
+	case STALL_RELEASE:
+		if (get_user(val, (u32 __user *)arg))
+			return -EFAULT;
+		if (val >= STALL_PAGES)
+			return -EINVAL;
+		clear_bit(val, &s->armed);
+		wake_up_all(&s->wq);
+		return 0;
+	}
+	return -ENOTTY;
+}
+
+static int stall_release(struct inode *inode, struct file *file)
+{
+	struct stall *s = file->private_data;
+
+	/* Mappings hold their own page references, and the file. */
+	for (int i = 0; i < STALL_PAGES; i++)
+		put_page(s->pages[i]);
+	kfree(s);
+	return 0;
+}
+
+static int stall_open(struct inode *inode, struct file *file)
+{
+	struct stall *s = kzalloc(sizeof(*s), GFP_KERNEL);
+
+	if (!s)
+		return -ENOMEM;
+	for (int i = 0; i < STALL_PAGES; i++) {
+		s->pages[i] = alloc_page(GFP_KERNEL | __GFP_ZERO);
+		if (!s->pages[i]) {
+			while (i--)
+				put_page(s->pages[i]);
+			kfree(s);
+			return -ENOMEM;
+		}
+	}
+	s->blocked = -1;
+	init_waitqueue_head(&s->wq);
+	file->private_data = s;
+	return 0;
+}
+
+static const struct file_operations stall_fops = {
+	.owner = THIS_MODULE,
+	.open = stall_open,
+	.release = stall_release,
+	.mmap = stall_mmap,
+	.unlocked_ioctl = stall_ioctl,
+};
+
+static struct miscdevice stall_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "dmabuf_test_stall",
+	.fops = &stall_fops,
+};
+
 static int edu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct edu *edu;
@@ -466,12 +592,22 @@ static int __init importer_init(void)
 		return ret;
 	ret = misc_register(&importer_misc);
 	if (ret)
-		pci_unregister_driver(&edu_driver);
+		goto err_driver;
+	ret = misc_register(&stall_misc);
+	if (ret)
+		goto err_importer;
+	return 0;
+
+err_importer:
+	misc_deregister(&importer_misc);
+err_driver:
+	pci_unregister_driver(&edu_driver);
 	return ret;
 }
 
 static void __exit importer_exit(void)
 {
+	misc_deregister(&stall_misc);
 	misc_deregister(&importer_misc);
 	pci_unregister_driver(&edu_driver);
 }

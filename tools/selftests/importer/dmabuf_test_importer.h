@@ -67,4 +67,16 @@ struct importer_p2p_distance {
 #define IMPORTER_DETACH		_IO('I', 6)
 #define IMPORTER_P2P_DISTANCE	_IOWR('I', 7, struct importer_p2p_distance)
 
+/*
+ * /dev/dmabuf_test_stall: a stand-in for userfaultfd (the test kernel has
+ * no CONFIG_USERFAULTFD).  Each open file is STALL_PAGES zeroed pages to
+ * mmap(MAP_SHARED).  A fault on an armed page blocks until the page is
+ * released, so a kernel copy from it (copy_from_user() in a write(2))
+ * stops at a known point while another thread looks around.
+ */
+#define STALL_PAGES		4
+#define STALL_ARM		_IOW('S', 1, __u32)	/* mask of pages */
+#define STALL_WAIT		_IO('S', 2)	/* returns the blocked page */
+#define STALL_RELEASE		_IOW('S', 3, __u32)	/* page index */
+
 #endif /* DMABUF_TEST_IMPORTER_H */
