@@ -895,4 +895,122 @@ TEST(resets_cut_the_mapping_until_done)
 	vfio_handle_close(&h);
 }
 
+struct reset_stress {
+	int device, buf;
+	volatile uint8_t *bar, *m;	/* the device fd's and the dma-buf's mapping */
+	volatile int stop;
+	long faults, bus, maps;
+};
+
+/* Faults on both mappings (each reset zaps them). */
+static void *touch_both(void *arg)
+{
+	struct reset_stress *s = arg;
+
+	while (!s->stop) {
+		if (peek(s->bar) < 0 || peek(s->m) < 0)
+			__atomic_add_fetch(&s->bus, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* mmap, touch, munmap: the VMA side of the locks (mmap_lock for write). */
+static void *map_unmap(void *arg)
+{
+	struct reset_stress *s = arg;
+
+	while (!s->stop) {
+		volatile uint8_t *m = map_buf(s->buf, PAGE, 0);
+		volatile uint8_t *bar = vfio_mmap_bar(s->device, 4, 0, PAGE);
+
+		if (m != MAP_FAILED) {
+			peek(m);
+			munmap((void *)m, PAGE);
+		}
+		if (bar != MAP_FAILED) {
+			peek(bar);
+			munmap((void *)bar, PAGE);
+		}
+		__atomic_add_fetch(&s->maps, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/*
+ * Upstream reports a lock inversion between the fault path (mmap_lock →
+ * memory_lock) and the reset ioctls (memory_lock → the device set's
+ * mutex and the device lock).  Faults on the device fd's BAR mapping and on
+ * a dma-buf mapping, mmap/munmap, and VFIO_DEVICE_RESET / HOT_RESET run
+ * together on the FLR device: lockdep must stay quiet and nothing may hang
+ * (run.sh judges the kernel log, including hung-task reports).
+ */
+static void reset_stress(struct __test_metadata *_metadata,
+			 int (*open_device)(const char *bdf, struct vfio_handle *h),
+			 const char *uapi)
+{
+	int resets = 0, hot_resets = 0, hot_busy = 0;
+	struct reset_stress s = { 0 };
+	pthread_t toucher, mapper;
+	struct vfio_handle h;
+
+	ASSERT_EQ(0, open_device(test_dev("FLR"), &h));
+	ASSERT_EQ(0, set_memory_enable(h.device, 1));
+	s.device = h.device;
+	s.buf = export1(h.device, 4, 0, PAGE);
+	ASSERT_GE(s.buf, 0);
+	s.m = map_buf(s.buf, PAGE, 0);
+	ASSERT_NE(MAP_FAILED, s.m);
+	s.bar = vfio_mmap_bar(h.device, 4, 0, PAGE);
+	ASSERT_NE(MAP_FAILED, s.bar);
+	ASSERT_GE(peek(s.m), 0);
+	ASSERT_EQ(0, pthread_create(&toucher, NULL, touch_both, &s));
+	ASSERT_EQ(0, pthread_create(&mapper, NULL, map_unmap, &s));
+	for (int i = 0; i < 12; i++) {
+		int ret;
+
+		if (i % 2) {
+			/* The core only tries memory_lock for a bus: EBUSY under a fault. */
+			ret = vfio_hot_reset(&h);
+			hot_resets += !ret;
+			hot_busy += ret == -EBUSY;
+		} else {
+			resets += !ioctl(h.device, VFIO_DEVICE_RESET);
+		}
+		set_memory_enable(h.device, 1);
+		usleep(5000);
+	}
+	s.stop = 1;
+	pthread_join(toucher, NULL);
+	pthread_join(mapper, NULL);
+	TH_LOG("%s: %d device resets, %d hot resets (%d EBUSY), %ld faulting reads (%ld SIGBUS), %ld mmap/munmap rounds",
+	       uapi, resets, hot_resets, hot_busy, s.faults, s.bus, s.maps);
+	EXPECT_EQ(6, resets);
+	EXPECT_EQ(6, hot_resets + hot_busy);
+	EXPECT_GT(s.faults, 0);
+	EXPECT_GT(s.maps, 0);
+	/* Given back after the last reset. */
+	EXPECT_GE(peek(s.m), 0);
+	munmap((void *)s.m, PAGE);
+	munmap((void *)s.bar, PAGE);
+	close(s.buf);
+	vfio_handle_close(&h);
+}
+
+/*
+ * Upstream reports a lock inversion between the fault path (mmap_lock →
+ * memory_lock) and the reset ioctls (memory_lock → the device set's
+ * mutex and the group's locks).  Faults on the device fd's BAR mapping and
+ * on a dma-buf mapping, mmap/munmap, and VFIO_DEVICE_RESET / HOT_RESET run
+ * together on the FLR device, through the cdev and the group uAPI (hot
+ * reset with a group fd): lockdep must stay quiet and nothing may hang
+ * (run.sh judges the kernel log, including hung-task reports).
+ */
+TEST(resets_against_faults_and_mmap)
+{
+	catch_sigbus();
+	reset_stress(_metadata, vfio_open, "default uAPI");
+	reset_stress(_metadata, vfio_open_group, "group uAPI");
+}
+
 TEST_HARNESS_MAIN
