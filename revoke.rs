@@ -337,7 +337,7 @@ impl WorkItem for DeferredSettle {
 
 fn settle_later(dev: &Device<DmabufVfioPci>) {
     // A device being unregistered was closed: its buffers are revoked for good.
-    let Some(registration) = dev.core().try_get_registration() else {
+    let Some(registration) = dev.try_get_registration() else {
         return;
     };
     let Some(queue) = wq::module_queue() else {

@@ -140,19 +140,6 @@ impl CoreDevice {
         (locked != 0).then(|| MemoryLockWrite(self))
     }
 
-    /// Takes a reference on the device's vfio registration, which makes
-    /// unbinding wait until it is dropped.  Fails once unregistering began.
-    pub(crate) fn try_get_registration<T: VariantDriver>(&self) -> Option<DeviceRegistration<T>> {
-        // SAFETY: By the type invariant the core device is valid.
-        if unsafe { bindings::vfio_device_try_get_registration(self.vfio_device()) } {
-            // INVARIANT: The reference was just taken; the core device is the
-            // first field of the `Device<T>` the driver's probe allocated.
-            Some(DeviceRegistration(NonNull::from(self).cast(), PhantomData))
-        } else {
-            None
-        }
-    }
-
     /// Enables the device for a user: `vfio_pci_core_enable()`.
     pub(crate) fn enable(&self) -> Result {
         // SAFETY: By the type invariant the core device is valid; vfio calls
@@ -372,6 +359,20 @@ impl<T> Device<T> {
     /// The vfio-pci core part of the device.
     pub(crate) fn core(&self) -> &CoreDevice {
         &self.core
+    }
+}
+
+impl<T: VariantDriver> Device<T> {
+    /// Takes a reference on the device's vfio registration, which makes
+    /// unbinding wait until it is dropped.  Fails once unregistering began.
+    pub(crate) fn try_get_registration(&self) -> Option<DeviceRegistration<T>> {
+        // SAFETY: By the type invariant the core device is valid.
+        if unsafe { bindings::vfio_device_try_get_registration(self.core.vfio_device()) } {
+            // INVARIANT: The reference was just taken, on this `Device<T>`.
+            Some(DeviceRegistration(NonNull::from(self), PhantomData))
+        } else {
+            None
+        }
     }
 }
 

@@ -355,7 +355,7 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
     let pci = dev.core().pci();
     let (ranges, size) = read_ranges(arg, nr_ranges, pci.bar_resource(region))?;
     let provider = pci.p2pdma_provider(region).ok_or(EINVAL)?;
-    let registration = dev.core().try_get_registration().ok_or(ENODEV)?;
+    let registration = dev.try_get_registration().ok_or(ENODEV)?;
 
     let bar = Exported::new(try_pin_init!(ExportedBar {
             ranges,
@@ -474,7 +474,7 @@ impl ExportedBar {
             .lock()
             .device
             .as_ref()
-            .and_then(|d| d.core().try_get_registration())
+            .and_then(|d| d.try_get_registration())
     }
 
     /// Whether `dev` exported the buffer.
