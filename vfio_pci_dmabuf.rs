@@ -288,54 +288,71 @@ fn page_aligned(value: u64) -> bool {
     value & (kernel::page::PAGE_SIZE as u64 - 1) == 0
 }
 
-/// Reads the requested ranges and checks them as the in-tree exporter does,
-/// in its order, with its errnos; returns the physical ranges, the ones that
-/// follow each other physically merged, and the total size.
-fn read_ranges(arg: UserPtr, nr_ranges: u32, bar: (u64, u64)) -> Result<(KVec<PhysRange>, u64)> {
-    let bytes = usize::try_from(nr_ranges)
-        .ok()
-        .and_then(|n| n.checked_mul(DMA_RANGE_SIZE))
-        .ok_or(EOVERFLOW)?;
-    let mut raw = KVec::new();
-    let ranges_ptr = UserPtr::from_addr(arg.as_const_ptr() as usize + DMA_BUF_HEADER_SIZE);
-    UserSlice::new(ranges_ptr, bytes)
-        .read_all(&mut raw, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
-    let requested = raw.chunks_exact(DMA_RANGE_SIZE).map(|r| {
-        let word = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&r[i..i + 8]);
-            u64::from_ne_bytes(b)
-        };
-        (word(0), word(8))
-    });
+/// The `(offset, length)` ranges of an export request, as copied from the
+/// user.
+struct RequestedRanges(KVec<u8>);
 
-    let mut size = 0u64;
-    for (offset, len) in requested.clone() {
-        if len == 0 || !page_aligned(offset) || !page_aligned(len) {
+impl RequestedRanges {
+    /// Copies `nr_ranges` ranges from behind the request header and checks
+    /// them as the in-tree exporter does before it looks at the BAR, in its
+    /// order, with its errnos; returns them and the total size.
+    fn read(arg: UserPtr, nr_ranges: u32) -> Result<(Self, u64)> {
+        let bytes = usize::try_from(nr_ranges)
+            .ok()
+            .and_then(|n| n.checked_mul(DMA_RANGE_SIZE))
+            .ok_or(EOVERFLOW)?;
+        let mut raw = KVec::new();
+        let ranges_ptr = UserPtr::from_addr(arg.as_const_ptr() as usize + DMA_BUF_HEADER_SIZE);
+        UserSlice::new(ranges_ptr, bytes)
+            .read_all(&mut raw, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+        let requested = Self(raw);
+
+        let mut size = 0u64;
+        for (offset, len) in requested.iter() {
+            if len == 0 || !page_aligned(offset) || !page_aligned(len) {
+                return Err(EINVAL);
+            }
+            size = size.checked_add(len).ok_or(EINVAL)?;
+        }
+        if size & DMA_IOVA_USE_SWIOTLB != 0 {
             return Err(EINVAL);
         }
-        size = size.checked_add(len).ok_or(EINVAL)?;
-    }
-    if size & DMA_IOVA_USE_SWIOTLB != 0 {
-        return Err(EINVAL);
+        Ok((requested, size))
     }
 
-    let (start, bar_len) = bar;
-    let bar_end = start.checked_add(bar_len).ok_or(EINVAL)?;
-    let mut phys: KVec<PhysRange> =
-        KVec::with_capacity(requested.len(), flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
-    for (offset, len) in requested {
-        let paddr = start.checked_add(offset).ok_or(EOVERFLOW)?;
-        let end = paddr.checked_add(len).ok_or(EOVERFLOW)?;
-        if end > bar_end {
-            return Err(EINVAL);
-        }
-        match phys.last_mut() {
-            Some(last) if last.paddr + last.len == paddr => last.len += len,
-            _ => phys.push(PhysRange { paddr, len }, flags::GFP_KERNEL)?,
-        }
+    fn iter(&self) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
+        self.0.chunks_exact(DMA_RANGE_SIZE).map(|r| {
+            let word = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&r[i..i + 8]);
+                u64::from_ne_bytes(b)
+            };
+            (word(0), word(8))
+        })
     }
-    Ok((phys, size))
+
+    /// The CPU physical ranges within the BAR at `bar` (start, length), the
+    /// ones that follow each other physically merged; checked as the in-tree
+    /// exporter's `vfio_pci_core_fill_phys_vec()` does, after the BAR's
+    /// P2PDMA provider.
+    fn phys_ranges(&self, bar: (u64, u64)) -> Result<KVec<PhysRange>> {
+        let (start, bar_len) = bar;
+        let bar_end = start.checked_add(bar_len).ok_or(EINVAL)?;
+        let mut phys: KVec<PhysRange> =
+            KVec::with_capacity(self.iter().len(), flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+        for (offset, len) in self.iter() {
+            let paddr = start.checked_add(offset).ok_or(EOVERFLOW)?;
+            let end = paddr.checked_add(len).ok_or(EOVERFLOW)?;
+            if end > bar_end {
+                return Err(EINVAL);
+            }
+            match phys.last_mut() {
+                Some(last) if last.paddr + last.len == paddr => last.len += len,
+                _ => phys.push(PhysRange { paddr, len }, flags::GFP_KERNEL)?,
+            }
+        }
+        Ok(phys)
+    }
 }
 
 /// `VFIO_DEVICE_FEATURE_DMA_BUF` (GET): exports ranges of a BAR as a dma-buf
@@ -353,8 +370,11 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
         return Err(ENODEV);
     }
     let pci = dev.core().pci();
-    let (ranges, size) = read_ranges(arg, nr_ranges, pci.bar_resource(region))?;
+    let (requested, size) = RequestedRanges::read(arg, nr_ranges)?;
+    // A BAR without a provider (an I/O BAR) fails before its ranges are
+    // placed in it, as in vfio-pci.
     let provider = pci.p2pdma_provider(region).ok_or(EINVAL)?;
+    let ranges = requested.phys_ranges(pci.bar_resource(region))?;
     let registration = dev.try_get_registration().ok_or(ENODEV)?;
 
     let bar = Exported::new(try_pin_init!(ExportedBar {

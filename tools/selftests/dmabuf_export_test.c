@@ -318,6 +318,56 @@ TEST_F(export, buffer_outlives_device_close_and_unbind)
 	EXPECT_EQ(0, access(path, F_OK));
 }
 
+/* A device with an I/O BAR (QEMU's pci-testdev, BAR 1), ours and vfio-pci's. */
+FIXTURE(io_bar) {
+	struct vfio_handle h;
+};
+
+FIXTURE_VARIANT(io_bar) {
+	const char *role;
+};
+
+FIXTURE_VARIANT_ADD(io_bar, ours) {
+	.role = "IO",
+};
+
+FIXTURE_VARIANT_ADD(io_bar, vfio_pci) {
+	.role = "VFIO_IO",
+};
+
+FIXTURE_SETUP(io_bar)
+{
+	const char *bdf = test_dev(variant->role);
+	struct vfio_region_info info;
+
+	self->h = (struct vfio_handle){ -1, -1, -1, -1, 0 };
+	ASSERT_NE(NULL, bdf);
+	ASSERT_EQ(0, vfio_open(bdf, &self->h));
+	ASSERT_EQ(0, vfio_region(self->h.device, 1, &info));
+	ASSERT_GT(info.size, 0);
+}
+
+FIXTURE_TEARDOWN(io_bar)
+{
+	vfio_handle_close(&self->h);
+}
+
+/*
+ * An I/O BAR has no P2PDMA provider: EINVAL, checked before the ranges are
+ * placed in the BAR, so an offset that overflows the BAR's address is
+ * EINVAL too (not EOVERFLOW), as in vfio-pci.
+ */
+TEST_F(io_bar, export_is_einval_before_the_range_check)
+{
+	struct vfio_region_dma_range in_bar = { 0, PAGE };
+	struct vfio_region_dma_range overflowing = { ~0ull & ~(PAGE - 1), PAGE };
+
+	EXPECT_EQ(-EINVAL, export(self->h.device, 1, &in_bar, 1));
+	EXPECT_EQ(-EINVAL, export(self->h.device, 1, &overflowing, 1));
+	/* Misaligned: EINVAL from the first checks either way. */
+	EXPECT_EQ(-EINVAL, export(self->h.device, 1, &(struct vfio_region_dma_range){ 1, PAGE }, 1));
+}
+
 /* Both uAPIs export; the group path too. */
 TEST(export_through_group_path)
 {

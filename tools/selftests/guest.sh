@@ -130,7 +130,7 @@ for d in /sys/bus/pci/devices/*; do
 	# Only the test devices cost a process each: under TCG this loop took
 	# 80 s with seven per device.
 	case $id in
-	0x1234:0x11e8 | 0x1af4:0x1110 | 0x1af4:0x1044) ;;
+	0x1234:0x11e8 | 0x1af4:0x1110 | 0x1af4:0x1044 | 0x1b36:0x0005) ;;
 	*) continue ;;
 	esac
 	path=$(cd -P "$d" && pwd)
@@ -158,6 +158,7 @@ for d in /sys/bus/pci/devices/*; do
 	0x1af4:0x1110:root) DEV[IVSHMEM]=$bdf ;;
 	0x1af4:0x1110:switch) if [ -z "${DEV[SW_IVSHMEM]:-}" ]; then DEV[SW_IVSHMEM]=$bdf; else DEV[VFIO_IVSHMEM]=$bdf; fi ;;
 	0x1af4:0x1044:*) DEV[FLR]=$bdf ;;
+	0x1b36:0x0005:root) if [ -z "${DEV[IO]:-}" ]; then DEV[IO]=$bdf; else DEV[VFIO_IO]=$bdf; fi ;;
 	esac
 done
 
@@ -187,13 +188,13 @@ insmod "$IMPORTER_KO" || result "not ok" load_test_importer
 
 DEVICES=
 ROLES="EDU IVSHMEM FLR SW_IVSHMEM IMP_EDU SW_EDU VFIO_IVSHMEM ACS_IVSHMEM ACS_EDU
-NOACS_IVSHMEM NOACS_EDU SIB_IVSHMEM SIB_VFIO"
+NOACS_IVSHMEM NOACS_EDU SIB_IVSHMEM SIB_VFIO IO VFIO_IO"
 for role in $ROLES; do
 	bdf=${DEV[$role]:-}
 	[ -n "$bdf" ] || { result "not ok" "find_device_$role"; continue; }
 	export "DMABUF_TEST_$role=$bdf"
 	case $role in
-	VFIO_IVSHMEM | SIB_VFIO) check "bind_$role" bind "$bdf" vfio-pci ;;
+	VFIO_IVSHMEM | SIB_VFIO | VFIO_IO) check "bind_$role" bind "$bdf" vfio-pci ;;
 	SW_EDU) check "identity_domain_$role" identity_domain "$bdf"
 		check "bind_$role" bind "$bdf" $IMPORTER ;;
 	IMP_EDU | ACS_EDU | NOACS_EDU) check "bind_$role" bind "$bdf" $IMPORTER ;;

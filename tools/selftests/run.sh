@@ -13,6 +13,8 @@
 #   00:xx edu                      DMABUF_TEST_EDU (ours)
 #   00:xx edu                      DMABUF_TEST_IMP_EDU (test importer)
 #   00:xx ivshmem-plain, 1 GiB BAR DMABUF_TEST_IVSHMEM (ours; RAM not preallocated)
+#   00:xx pci-testdev (I/O BAR 1)  DMABUF_TEST_IO (ours)
+#   00:xx pci-testdev (I/O BAR 1)  DMABUF_TEST_VFIO_IO (in-tree vfio-pci)
 #   root port -> switch -> edu                  DMABUF_TEST_SW_EDU (test importer)
 #                       -> ivshmem-plain (8G)   DMABUF_TEST_SW_IVSHMEM (ours)
 #                       -> virtio-rng (PCIe FLR + PM + AER)  DMABUF_TEST_FLR (ours)
@@ -115,6 +117,9 @@ QEMU_OPTS=(
 	-device intel-iommu,intremap=on
 	-device edu,dma_mask=0xffffffffffffffff
 	-device edu,dma_mask=0xffffffffffffffff
+	# An I/O BAR (BAR 1) each for ours and vfio-pci: export errnos.
+	-device pci-testdev
+	-device pci-testdev
 	"${CPU[@]}"
 	-object memory-backend-ram,id=ivbig,size=1G
 	-device ivshmem-plain,memdev=ivbig
