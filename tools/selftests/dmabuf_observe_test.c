@@ -3,8 +3,6 @@
  * The driver's state, seen from outside: its debugfs status file and its
  * tracepoints, checked against what the test did.
  */
-#include <setjmp.h>
-#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -34,24 +32,6 @@ static unsigned long long ino_of(int fd)
 	struct stat st;
 
 	return fstat(fd, &st) ? 0 : (unsigned long long)st.st_ino;
-}
-
-static sigjmp_buf bus_jmp;
-
-static void on_sigbus(int sig)
-{
-	siglongjmp(bus_jmp, sig);
-}
-
-/* Reads a byte; -1 on SIGBUS. */
-static int peek(volatile uint8_t *p)
-{
-	struct sigaction sa = { .sa_handler = on_sigbus, .sa_flags = SA_NODEFER };
-
-	sigaction(SIGBUS, &sa, NULL);
-	if (sigsetjmp(bus_jmp, 1))
-		return -1;
-	return *p;
 }
 
 /* The number after "@key=" in @status (-1 if absent). */
@@ -108,7 +88,7 @@ TEST(debugfs_shows_buffers_importers_and_counters)
 	ASSERT_EQ(0, importer_map(imp, &m));
 	cpu = mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, buf, 0);
 	ASSERT_NE(MAP_FAILED, cpu);
-	ASSERT_GE(peek(cpu), 0);
+	ASSERT_GE(peek_or_sigbus(cpu), 0);
 
 	status = slurp(path);
 	ASSERT_NE(NULL, buffer_line(status, ino, line, sizeof(line))) {
@@ -136,7 +116,7 @@ TEST(debugfs_shows_buffers_importers_and_counters)
 	EXPECT_NE(NULL, strstr(line, " revoked memattr")) {
 		TH_LOG("%s", line);
 	}
-	EXPECT_EQ(-1, peek(cpu));
+	EXPECT_EQ(-1, peek_or_sigbus(cpu));
 	ASSERT_EQ(0, set_memory_enable(h.device, 1));
 	ASSERT_EQ(0, revoke_for_good(h.device, buf));
 	status = slurp(path);
@@ -186,7 +166,7 @@ TEST(tracepoints_follow_a_buffer)
 	ASSERT_EQ(0, set_memory_enable(h.device, 1));
 	cpu = mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, buf, 0);
 	ASSERT_NE(MAP_FAILED, cpu);
-	ASSERT_GE(peek(cpu + PAGE), 0);
+	ASSERT_GE(peek_or_sigbus(cpu + PAGE), 0);
 	munmap((void *)cpu, 2 * PAGE);
 	vfio_handle_close(&h);
 	close(imp);

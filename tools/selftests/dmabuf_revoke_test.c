@@ -11,8 +11,6 @@
  * reset resets ours too.
  */
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <sys/eventfd.h>
 
 #include "kselftest_harness.h"
@@ -114,24 +112,6 @@ TEST_F(revoke, command_write_keeping_memory_on_is_given_back)
 	expect_usable(_metadata, self->imp);
 }
 
-static sigjmp_buf bus_jmp;
-
-static void on_sigbus(int sig)
-{
-	siglongjmp(bus_jmp, sig);
-}
-
-/* Reads a byte; -1 on SIGBUS. */
-static int peek(volatile uint8_t *p)
-{
-	struct sigaction sa = { .sa_handler = on_sigbus, .sa_flags = SA_NODEFER };
-
-	sigaction(SIGBUS, &sa, NULL);
-	if (sigsetjmp(bus_jmp, 1))
-		return -1;
-	return *p;
-}
-
 struct config_writer {
 	int device;
 	const uint8_t *src;
@@ -200,7 +180,7 @@ TEST_F(revoke, config_write_bytes_changed_after_a_look)
 	ASSERT_NE(MAP_FAILED, area);
 	cpu = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, self->buf, 0);
 	ASSERT_NE(MAP_FAILED, cpu);
-	ASSERT_NE(-1, peek(cpu + PAGE));
+	ASSERT_NE(-1, peek_or_sigbus(cpu + PAGE));
 
 	/* Device ID (read-only) on page 0, the command register on page 1. */
 	ASSERT_EQ(0, vfio_region(self->h.device, VFIO_PCI_CONFIG_REGION_INDEX, &config));
@@ -218,7 +198,7 @@ TEST_F(revoke, config_write_bytes_changed_after_a_look)
 	EXPECT_EQ(0, st.mapped) {
 		TH_LOG("the importer still maps the BAR while the core writes the command register");
 	}
-	EXPECT_EQ(-1, peek(cpu + PAGE)) {
+	EXPECT_EQ(-1, peek_or_sigbus(cpu + PAGE)) {
 		TH_LOG("the CPU mapping still reaches the BAR while the core writes the command register");
 	}
 	EXPECT_TRUE(debugfs_says_revoked(bdf, self->buf));
@@ -232,11 +212,11 @@ TEST_F(revoke, config_write_bytes_changed_after_a_look)
 	ASSERT_EQ(0, vfio_config_read(self->h.device, PCI_COMMAND, &cmd, 2));
 	EXPECT_FALSE(cmd & PCI_COMMAND_MEMORY);
 	expect_revoked(_metadata, self->imp, 1);
-	EXPECT_EQ(-1, peek(cpu + PAGE));
+	EXPECT_EQ(-1, peek_or_sigbus(cpu + PAGE));
 	EXPECT_TRUE(debugfs_says_revoked(bdf, self->buf));
 	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
 	expect_usable(_metadata, self->imp);
-	EXPECT_NE(-1, peek(cpu + PAGE));
+	EXPECT_NE(-1, peek_or_sigbus(cpu + PAGE));
 	munmap((void *)cpu, 2 * PAGE);
 	munmap(area, 2 * PAGE);
 	close(stall);

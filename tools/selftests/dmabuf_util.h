@@ -6,12 +6,39 @@
 #ifndef DMABUF_UTIL_H
 #define DMABUF_UTIL_H
 
+#include <setjmp.h>
+#include <signal.h>
+
 #include "dmabuf_test_importer.h"
 #include "linux/dmabuf_vfio_pci.h"
 #include "vfio_util.h"
 
 #define PAGE	4096ull
 #define IMPORTER_DYNAMIC_P2P	(IMPORTER_P2P | IMPORTER_REVOCABLE)
+
+/* Where a SIGBUS in peek_or_sigbus() returns to, per thread. */
+static inline sigjmp_buf *bus_return(void)
+{
+	static __thread sigjmp_buf jmp;
+
+	return &jmp;
+}
+
+static inline void return_from_sigbus(int sig)
+{
+	siglongjmp(*bus_return(), sig);
+}
+
+/* Reads a byte of a mapping; -1 when the access raised SIGBUS. */
+static inline int peek_or_sigbus(volatile uint8_t *p)
+{
+	struct sigaction sa = { .sa_handler = return_from_sigbus, .sa_flags = SA_NODEFER };
+
+	sigaction(SIGBUS, &sa, NULL);
+	if (sigsetjmp(*bus_return(), 1))
+		return -1;
+	return *p;
+}
 
 static inline int export1(int device, uint32_t region, uint64_t off, uint64_t len)
 {
