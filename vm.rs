@@ -37,12 +37,14 @@ impl NewVma {
         self.0.get()
     }
 
-    /// Whether the mapping is shared (`MAP_SHARED`).
+    /// Whether the mapping is shared (`MAP_SHARED`).  `VM_MAYSHARE`, not
+    /// `VM_SHARED`: mmap() clears `VM_SHARED` (and `VM_MAYWRITE`) for a
+    /// shared mapping of a read-only file, which can then never be written.
     pub(crate) fn is_shared(&self) -> bool {
         // SAFETY: By the type invariant the VMA is valid; its flags do not
         // change during `mmap()`.
         let flags = unsafe { (*self.as_raw()).__bindgen_anon_2.vm_flags };
-        flags & bindings::VM_SHARED as bindings::vm_flags_t != 0
+        flags & bindings::VM_MAYSHARE as bindings::vm_flags_t != 0
     }
 
     /// The offset of the mapping in the file, in pages.

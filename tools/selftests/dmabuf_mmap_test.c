@@ -194,6 +194,46 @@ TEST_F(mmap, needs_map_shared)
 	close(buf);
 }
 
+/*
+ * A buffer exported O_RDONLY maps MAP_SHARED, PROT_READ (mmap() clears
+ * VM_SHARED for a read-only file, so the driver checks VM_MAYSHARE) and
+ * reads the BAR; it can never be written through: PROT_WRITE and a later
+ * mprotect() are refused by the core.
+ */
+TEST_F(mmap, read_only_buffer_maps_read_only)
+{
+	struct {
+		struct vfio_device_feature hdr;
+		struct vfio_device_feature_dma_buf get;
+		struct vfio_region_dma_range r[1];
+	} req = {
+		.hdr = {
+			.argsz = sizeof(req),
+			.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
+		},
+		.get = { .region_index = 2, .open_flags = O_RDONLY, .nr_ranges = 1 },
+		.r = { { 0, 2 * PAGE } },
+	};
+	volatile uint8_t *m;
+	int buf;
+
+	buf = ioctl(self->h.device, VFIO_DEVICE_FEATURE, &req);
+	ASSERT_GE(buf, 0);
+	m = mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, buf, 0);
+	ASSERT_NE(MAP_FAILED, m) {
+		TH_LOG("mmap(PROT_READ, MAP_SHARED) of an O_RDONLY buffer: %s", strerror(errno));
+	}
+	EXPECT_EQ(2, peek(m + PAGE));
+	EXPECT_EQ(-1, mprotect((void *)m, 2 * PAGE, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(EACCES, errno);
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, buf, 0));
+	EXPECT_EQ(EACCES, errno);
+	/* Private mappings stay refused. */
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, buf, 0));
+	munmap((void *)m, 2 * PAGE);
+	close(buf);
+}
+
 TEST_F(mmap, size_and_offset_overruns)
 {
 	int buf = export1(self->h.device, 2, 0, 4 * PAGE);
