@@ -202,22 +202,9 @@ TEST_F(mmap, needs_map_shared)
  */
 TEST_F(mmap, read_only_buffer_maps_read_only)
 {
-	struct {
-		struct vfio_device_feature hdr;
-		struct vfio_device_feature_dma_buf get;
-		struct vfio_region_dma_range r[1];
-	} req = {
-		.hdr = {
-			.argsz = sizeof(req),
-			.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
-		},
-		.get = { .region_index = 2, .open_flags = O_RDONLY, .nr_ranges = 1 },
-		.r = { { 0, 2 * PAGE } },
-	};
+	int buf = export1_flags(self->h.device, 2, 0, 2 * PAGE, O_RDONLY);
 	volatile uint8_t *m;
-	int buf;
 
-	buf = ioctl(self->h.device, VFIO_DEVICE_FEATURE, &req);
 	ASSERT_GE(buf, 0);
 	m = mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, buf, 0);
 	ASSERT_NE(MAP_FAILED, m) {

@@ -40,7 +40,9 @@ static inline int peek_or_sigbus(volatile uint8_t *p)
 	return *p;
 }
 
-static inline int export1(int device, uint32_t region, uint64_t off, uint64_t len)
+/* Exports one range of BAR @region, its fd opened @open_flags; fd or -errno. */
+static inline int export1_flags(int device, uint32_t region, uint64_t off, uint64_t len,
+				uint32_t open_flags)
 {
 	struct {
 		struct vfio_device_feature hdr;
@@ -51,12 +53,17 @@ static inline int export1(int device, uint32_t region, uint64_t off, uint64_t le
 			.argsz = sizeof(req),
 			.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF,
 		},
-		.get = { .region_index = region, .open_flags = O_RDWR, .nr_ranges = 1 },
+		.get = { .region_index = region, .open_flags = open_flags, .nr_ranges = 1 },
 		.r = { { off, len } },
 	};
 	int ret = ioctl(device, VFIO_DEVICE_FEATURE, &req);
 
 	return ret < 0 ? -errno : ret;
+}
+
+static inline int export1(int device, uint32_t region, uint64_t off, uint64_t len)
+{
+	return export1_flags(device, region, off, len, O_RDWR);
 }
 
 static inline int importer_open(const char *bdf, int dmabuf, uint32_t flags)
