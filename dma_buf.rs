@@ -89,7 +89,7 @@ pub(crate) trait Exporter: Send + Sync + Sized + 'static {
 
     /// A process maps the buffer (`dma_buf_ops.mmap`); the dma-buf core
     /// checked the range against the buffer's size.  Returns how the CPU
-    /// maps it; the VMA is then a PFN map whose faults [`Exporter::fault`]
+    /// maps it; the VMA is then an I/O map whose faults [`Exporter::fault`]
     /// serves, and which [`DmaBufRef::zap_cpu_mappings`] empties.
     fn mmap(&self, vma: &NewVma) -> Result<MemAttr>;
 
@@ -328,6 +328,32 @@ impl<T: Exporter> DmaBufRef<T> {
         unsafe { (*(*(*self.as_raw()).file).f_inode).i_ino }
     }
 
+    /// Names the dma-buf, as `DMA_BUF_SET_NAME` does: `/proc/<pid>/maps`
+    /// shows the file of its mappings as `/dmabuf:<name>`, and `bufinfo`
+    /// lists the name.  Both show at most `DMA_BUF_NAME_LEN - 1` bytes.
+    pub(crate) fn set_name(&self, name: &CStr) -> Result {
+        // SAFETY: `name` is a NUL-terminated string.
+        let copy =
+            unsafe { kernel::bindings::kstrdup(name.as_char_ptr(), kernel::bindings::GFP_KERNEL) };
+        if copy.is_null() {
+            return Err(ENOMEM);
+        }
+        let raw = self.as_raw();
+        // SAFETY: The dma-buf is valid while referenced; its name is read and
+        // replaced under `name_lock` only, and freed (kfree) by its release.
+        let old = unsafe {
+            kernel::bindings::spin_lock(addr_of_mut!((*raw).name_lock));
+            let old = (*raw).name;
+            (*raw).name = copy;
+            kernel::bindings::spin_unlock(addr_of_mut!((*raw).name_lock));
+            old
+        };
+        // SAFETY: The replaced name was kmalloc()ed (kstrdup, strndup_user)
+        // and is no longer reachable.
+        unsafe { kernel::bindings::kfree(old.cast()) };
+        Ok(())
+    }
+
     /// Installs the dma-buf in a new file descriptor, which takes over the
     /// reference.  On failure the reference is dropped (and the dma-buf freed
     /// if it was the last), exactly once.
@@ -553,7 +579,7 @@ impl<T: Exporter> ExporterOps<T> {
             Ok(attr) => {
                 // The VMA holds the dma-buf's file until it goes away.
                 // SAFETY: So the dma-buf and its `priv_` outlive the VMA.
-                unsafe { vma.set_pfnmap(&Self::VM_OPS, (*dmabuf).priv_, attr) };
+                unsafe { vma.set_io_map(&Self::VM_OPS, (*dmabuf).priv_, attr) };
                 // The VMA made by mmap() gets no `open` call.
                 data.vma_open();
                 0

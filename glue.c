@@ -137,18 +137,45 @@ bool dmabuf_vfio_dma_use_iova(struct dma_iova_state *state)
 	return dma_use_iova(state);
 }
 
-void dmabuf_vfio_vma_set_pfnmap(struct vm_area_struct *vma,
-				const struct vm_operations_struct *ops,
-				void *data, bool write_combine)
+/*
+ * The flags vfio_pci_core_mmap() gives the device fd's BAR mappings, but
+ * VM_MIXEDMAP for VM_PFNMAP: vfio type1's VFIO_IOMMU_MAP_DMA follows the
+ * PFNs of a VM_PFNMAP VMA into an IOMMU domain and never learns of a
+ * revoke.  It refuses any other VMA; GUP refuses VM_IO; every PFN is
+ * inserted as a special entry, at any order.  vmf_insert_pfn() requires a
+ * VM_MIXEDMAP PFN to have no struct page: see
+ * dmabuf_vfio_pfns_have_struct_pages().
+ */
+void dmabuf_vfio_vma_set_io_mixedmap(struct vm_area_struct *vma,
+				     const struct vm_operations_struct *ops,
+				     void *data, bool write_combine)
 {
-	vma->vm_page_prot = write_combine ?
-		pgprot_writecombine(vma->vm_page_prot) :
-		pgprot_noncached(vma->vm_page_prot);
-	/* What vfio_pci_core_mmap() sets for the device fd's BAR mappings. */
-	vm_flags_set(vma, VM_ALLOW_ANY_UNCACHED | VM_IO | VM_PFNMAP |
+	pgprot_t prot = pgprot_decrypted(vma->vm_page_prot);
+
+	vma->vm_page_prot = write_combine ? pgprot_writecombine(prot) :
+					    pgprot_noncached(prot);
+	vm_flags_set(vma, VM_ALLOW_ANY_UNCACHED | VM_IO | VM_MIXEDMAP |
 			  VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_private_data = data;
 	vma->vm_ops = ops;
+}
+
+/* pfn_valid() is the same for every PFN of a memory subsection. */
+bool dmabuf_vfio_pfns_have_struct_pages(unsigned long pfn, unsigned long nr)
+{
+#ifdef CONFIG_SPARSEMEM
+	const unsigned long step = PAGES_PER_SUBSECTION;
+#else
+	const unsigned long step = 1;
+#endif
+	unsigned long end = pfn + nr;
+
+	if (end < pfn)
+		return true;
+	for (; pfn < end; pfn = ALIGN(pfn + 1, step))
+		if (pfn_valid(pfn))
+			return true;
+	return false;
 }
 
 void dmabuf_vfio_count_wait_zero(atomic_long_t *count)

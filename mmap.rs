@@ -4,10 +4,14 @@
 //!
 //! A process that holds only a dma-buf fd can `mmap()` it and reach exactly
 //! the BAR ranges of the buffer, never the rest of the device.  The mapping
-//! is a PFN map with the flags vfio-pci gives its own BAR mappings
-//! (`VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP`), so `get_user_pages()`
-//! refuses it: no `O_DIRECT` into it, no `process_vm_readv()`, no ptrace
-//! peeks.  Pages are inserted on fault, at PUD or PMD size where the range,
+//! of special entries with the flags vfio-pci gives its own BAR mappings
+//! (`VM_IO | VM_DONTEXPAND | VM_DONTDUMP`), so `get_user_pages()` refuses
+//! it: no `O_DIRECT` into it, no `process_vm_readv()`, no ptrace peeks.  It
+//! is `VM_MIXEDMAP`, not vfio-pci's `VM_PFNMAP`: vfio type1's
+//! `VFIO_IOMMU_MAP_DMA` follows the PFNs of a `VM_PFNMAP` VMA into an IOMMU
+//! domain that no revoke reaches, and refuses every other VMA.  KVM, which
+//! follows `VM_IO` VMAs too, hears of the zap of a revoke through its MMU
+//! notifier.  Pages are inserted on fault, at PUD or PMD size where the range,
 //! the VMA and the PFN allow it (`huge_fault`), under the device's
 //! `memory_lock` held for reading and the buffer's state lock; revocation
 //! marks the buffer revoked under the state lock and then zaps every mapping
@@ -21,7 +25,7 @@
 
 use crate::dma_buf::{DmaBufRef, PhysRange};
 use crate::vfio::{bindings as uapi, Device};
-use crate::vm::{Fault, FaultOutcome, MemAttr, NewVma};
+use crate::vm::{pfns_have_struct_pages, Fault, FaultOutcome, MemAttr, NewVma};
 use crate::{trace, DmabufVfioPci, ExportedBar};
 use kernel::{
     page::{PAGE_SHIFT, PAGE_SIZE},
@@ -41,6 +45,15 @@ pub(crate) fn mmap(bar: &ExportedBar, vma: &NewVma) -> Result<MemAttr> {
         .ok_or(EINVAL)?;
     if end > bar.size >> PAGE_SHIFT {
         return Err(EINVAL);
+    }
+    // Not the mapping type, then: BARs have no struct pages but in odd
+    // memory layouts (a BAR in a memory section with RAM).
+    if bar
+        .ranges
+        .iter()
+        .any(|r| pfns_have_struct_pages(r.paddr >> PAGE_SHIFT, r.len >> PAGE_SHIFT))
+    {
+        return Err(ENXIO);
     }
     let state = bar.state.lock();
     if bar.revoked() {
@@ -109,6 +122,10 @@ fn map_block(
     };
     if pfn % pages != 0 {
         return fallback;
+    }
+    // mmap() checked the buffer; the insert would BUG on such a PFN.
+    if pfns_have_struct_pages(pfn, pages) {
+        return FaultOutcome::SIGBUS;
     }
     let Ok(pfn) = usize::try_from(pfn) else {
         return FaultOutcome::SIGBUS;

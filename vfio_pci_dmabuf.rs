@@ -15,6 +15,7 @@ use kernel::{
     alloc::flags,
     device,
     prelude::*,
+    str::CString,
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
@@ -399,6 +400,13 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
     // release (dma_buf_put), never directly.
     let module = <DmabufVfioPciModule as kernel::ModuleMetadata>::THIS_MODULE;
     let buf = dma_buf::export(&module, &bar, size, open_flags)?;
+    // Which device and BAR, in /proc/<pid>/maps and bufinfo; 26 bytes at
+    // most, DMA_BUF_NAME_LEN shows 31.
+    buf.set_name(&CString::try_from_fmt(fmt!(
+        "vfio-pci {} bar{}",
+        pci.device().name(),
+        region
+    ))?)?;
     {
         let memory = dev.core().memory_lock_write();
         let mut exports = dev.exports.lock();

@@ -66,13 +66,16 @@ impl NewVma {
         end - start
     }
 
-    /// Makes the VMA a PFN map of device memory whose faults `ops` serves
-    /// with `data`, with the flags vfio-pci gives its own BAR mappings.
+    /// Makes the VMA a map of device memory whose faults `ops` serves with
+    /// `data`, with the flags vfio-pci gives its own BAR mappings except
+    /// that the VMA is no `VM_PFNMAP`: vfio type1 follows the PFNs of such
+    /// a VMA into IOMMU domains that a revoke cannot reach.  The faults
+    /// must insert only PFNs that [`pfns_have_struct_pages`] says have none.
     ///
     /// # Safety
     ///
     /// `data` must stay valid for `ops` as long as the VMA exists.
-    pub(crate) unsafe fn set_pfnmap(
+    pub(crate) unsafe fn set_io_map(
         &self,
         ops: &'static bindings::vm_operations_struct,
         data: *mut c_void,
@@ -81,7 +84,7 @@ impl NewVma {
         // SAFETY: By the type invariant the VMA is valid and being set up;
         // the caller guarantees `data` for the VMA's life.
         unsafe {
-            crate::vfio::bindings::dmabuf_vfio_vma_set_pfnmap(
+            crate::vfio::bindings::dmabuf_vfio_vma_set_io_mixedmap(
                 self.as_raw(),
                 ops,
                 data,
@@ -89,6 +92,18 @@ impl NewVma {
             )
         };
     }
+}
+
+/// Whether any of the `nr` page frames from `pfn` has a `struct page`
+/// (`pfn_valid()`): device memory in a memory section with RAM, or pages
+/// someone created for it.  A VMA made by [`NewVma::set_io_map`] cannot map
+/// such frames.
+pub(crate) fn pfns_have_struct_pages(pfn: u64, nr: u64) -> bool {
+    let (Ok(pfn), Ok(nr)) = (usize::try_from(pfn), usize::try_from(nr)) else {
+        return true;
+    };
+    // SAFETY: Only reads the memory model's section tables.
+    unsafe { crate::vfio::bindings::dmabuf_vfio_pfns_have_struct_pages(pfn, nr) }
 }
 
 /// What a fault handler did (`vm_fault_t`).

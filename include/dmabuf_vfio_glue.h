@@ -48,10 +48,14 @@ struct pci_dev *dmabuf_vfio_to_pci_dev(struct device *dev);
 bool dmabuf_vfio_dma_mapping_error(struct device *dev, dma_addr_t addr);
 bool dmabuf_vfio_dma_use_iova(struct dma_iova_state *state);
 
-/* CPU mappings of exported buffers (vm_flags_set() and pgprot_*() are inline). */
-void dmabuf_vfio_vma_set_pfnmap(struct vm_area_struct *vma,
-				const struct vm_operations_struct *ops,
-				void *data, bool write_combine);
+/*
+ * CPU mappings of exported buffers (vm_flags_set(), pgprot_*() and
+ * pfn_valid() are inline).
+ */
+void dmabuf_vfio_vma_set_io_mixedmap(struct vm_area_struct *vma,
+				     const struct vm_operations_struct *ops,
+				     void *data, bool write_combine);
+bool dmabuf_vfio_pfns_have_struct_pages(unsigned long pfn, unsigned long nr);
 
 /*
  * A count waited on until it drops to zero (wait_var_event() is a macro,

@@ -18,6 +18,7 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
@@ -217,6 +218,53 @@ TEST_F(mmap, read_only_buffer_maps_read_only)
 	EXPECT_EQ(EACCES, errno);
 	/* Private mappings stay refused. */
 	EXPECT_EQ(MAP_FAILED, mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, buf, 0));
+	munmap((void *)m, 2 * PAGE);
+	close(buf);
+}
+
+/* Whether a line of @path contains @needle. */
+static bool file_has_line_with(const char *path, const char *needle)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle);
+	fclose(f);
+	return found;
+}
+
+/* Which device and BAR a mapping maps: /proc/<pid>/maps and bufinfo say. */
+TEST_F(mmap, named_in_maps_and_bufinfo)
+{
+	int buf = export1(self->h.device, 2, 0, 2 * PAGE);
+	char name[64], needle[128];
+	volatile uint8_t *m;
+	struct stat st;
+
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(0, fstat(buf, &st));
+	m = map_buf(buf, 2 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	snprintf(name, sizeof(name), "vfio-pci %s bar2", test_dev("IVSHMEM"));
+	snprintf(needle, sizeof(needle), "%lx-%lx rw-s 00000000 %02x:%02x %lu",
+		 (unsigned long)m, (unsigned long)((uintptr_t)m + 2 * PAGE),
+		 major(st.st_dev), minor(st.st_dev), (unsigned long)st.st_ino);
+	EXPECT_TRUE(file_has_line_with("/proc/self/maps", needle)) {
+		TH_LOG("no mapping \"%s\" in /proc/self/maps", needle);
+	}
+	snprintf(needle, sizeof(needle), "/dmabuf:%s\n", name);
+	EXPECT_TRUE(file_has_line_with("/proc/self/maps", needle)) {
+		TH_LOG("no \"%s\" in /proc/self/maps", name);
+	}
+	snprintf(needle, sizeof(needle), "\tdmabuf-vfio-pci\t%08lu\t%s\n",
+		 (unsigned long)st.st_ino, name);
+	EXPECT_TRUE(file_has_line_with("/sys/kernel/debug/dma_buf/bufinfo", needle)) {
+		TH_LOG("no \"%s\" for inode %lu in bufinfo", name, (unsigned long)st.st_ino);
+	}
 	munmap((void *)m, 2 * PAGE);
 	close(buf);
 }
@@ -760,6 +808,122 @@ TEST_F(mmap, gup_is_refused)
 		munmap((void *)m, GIB);
 	}
 	close(buf);
+}
+
+/*
+ * edu's DMA engine (QEMU hw/misc/edu.c): copies up to 4 KiB between its
+ * buffer, at 0x40000 in its own address space, and a DMA address.
+ */
+#define EDU_DMA_SRC	0x80
+#define EDU_DMA_DST	0x88
+#define EDU_DMA_COUNT	0x90
+#define EDU_DMA_CMD	0x98
+#define EDU_DMA_RUN	1
+#define EDU_DMA_TO_RAM	2
+#define EDU_BUFFER	0x40000
+
+static int edu_dma(volatile uint64_t *regs, uint64_t src, uint64_t dst,
+		   uint64_t len, bool to_ram)
+{
+	regs[EDU_DMA_SRC / 8] = src;
+	regs[EDU_DMA_DST / 8] = dst;
+	regs[EDU_DMA_COUNT / 8] = len;
+	regs[EDU_DMA_CMD / 8] = EDU_DMA_RUN | (to_ram ? EDU_DMA_TO_RAM : 0);
+	/* It runs from a 100 ms timer. */
+	for (int i = 0; i < 500; i++) {
+		if (!(regs[EDU_DMA_CMD / 8] & EDU_DMA_RUN))
+			return 0;
+		usleep(10000);
+	}
+	return -ETIMEDOUT;
+}
+
+/*
+ * What the edu's DMA reads at @iova: copied into its buffer, then out to
+ * @ram, an anonymous page type1 maps at @ram_iova.
+ */
+static int edu_dma_peek(volatile uint64_t *regs, uint64_t iova,
+			volatile uint8_t *ram, uint64_t ram_iova)
+{
+	ram[0] = 0;
+	if (edu_dma(regs, iova, EDU_BUFFER, 64, false) ||
+	    edu_dma(regs, EDU_BUFFER, ram_iova, 64, true))
+		return -1;
+	return ram[0];
+}
+
+static int type1_map(int container, const volatile void *vaddr, uint64_t iova,
+		     uint64_t len)
+{
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map),
+		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)vaddr,
+		.iova = iova,
+		.size = len,
+	};
+
+	return ioctl(container, VFIO_IOMMU_MAP_DMA, &map) ? -errno : 0;
+}
+
+/*
+ * A process with a dma-buf and a type1 container of its own (VFIO_EDU, in
+ * vfio-pci) cannot map the buffer's mmap into its device's IOMMU domain:
+ * type1 follows the PFNs of a VM_PFNMAP VMA and would keep them past a
+ * revoke.  The device fd's own mapping is such a VMA: type1 maps it, and
+ * the edu's DMA then reads the BAR, which shows the DMA check can see it.
+ */
+TEST_F(mmap, type1_cannot_follow_the_mapping)
+{
+	const uint64_t ram_iova = 0x100000, bar_iova = 0x200000, buf_iova = 0x400000;
+	const char *edu = test_dev("VFIO_EDU");
+	volatile uint64_t *regs;
+	volatile uint8_t *ram, *m, *huge;
+	uint16_t cmd;
+	struct vfio_handle e;
+	int buf, err;
+
+	ASSERT_NE(NULL, edu);
+	ASSERT_EQ(0, vfio_open_group(edu, &e));
+	ASSERT_EQ(0, vfio_config_read(e.device, PCI_COMMAND, &cmd, 2));
+	cmd |= PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+	ASSERT_EQ(0, vfio_config_write(e.device, PCI_COMMAND, &cmd, 2));
+	regs = vfio_mmap_bar(e.device, 0, 0, PAGE);
+	ASSERT_NE(MAP_FAILED, regs);
+	ram = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, ram);
+	ASSERT_EQ(0, type1_map(e.container, ram, ram_iova, PAGE));
+
+	ASSERT_EQ(0, type1_map(e.container, self->bar, bar_iova, 4 * PAGE));
+	EXPECT_EQ(3, edu_dma_peek(regs, bar_iova + 2 * PAGE, ram, ram_iova));
+
+	buf = export1(self->h.device, 2, 0, 4 * MIB);
+	ASSERT_GE(buf, 0);
+	m = map_buf(buf, 4 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	EXPECT_EQ(3, peek(m + 2 * PAGE));	/* populated: type1 needs no fault */
+	err = type1_map(e.container, m, buf_iova, 4 * PAGE);
+	EXPECT_EQ(-EFAULT, err);
+	huge = map_aligned(buf, 2 * MIB, 2 * MIB, 0, 0);
+	ASSERT_NE(MAP_FAILED, huge);
+	EXPECT_EQ(1, peek(huge));
+	EXPECT_EQ(-EFAULT, type1_map(e.container, huge, buf_iova + 2 * MIB, 2 * MIB));
+
+	if (!err) {
+		/* What the mapping would be worth: DMA to the BAR after a revoke. */
+		ASSERT_EQ(0, revoke_for_good(self->h.device, buf));
+		EXPECT_EQ(-1, peek(m + 2 * PAGE));
+		self->bar[2 * PAGE] = 0x5a;
+		EXPECT_NE(0x5a, edu_dma_peek(regs, buf_iova + 2 * PAGE, ram, ram_iova)) {
+			TH_LOG("the edu read the BAR through a revoked buffer's IOMMU mapping");
+		}
+	}
+	munmap((void *)huge, 2 * MIB);
+	munmap((void *)m, 4 * PAGE);
+	close(buf);
+	munmap((void *)ram, PAGE);
+	munmap((void *)regs, PAGE);
+	vfio_handle_close(&e);
 }
 
 struct stress {

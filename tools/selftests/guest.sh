@@ -140,6 +140,10 @@ for d in /sys/bus/pci/devices/*; do
 	slashes=${path//[^\/]/}
 	where=root
 	[ ${#slashes} -gt 4 ] && where=switch
+	if [ "$bdf:$id" = 0000:00:1b.0:0x1234:0x11e8 ]; then
+		DEV[VFIO_EDU]=$bdf
+		continue
+	fi
 	case "$port:$id" in
 	0000:00:18.0:0x1af4:0x1110) DEV[ACS_IVSHMEM]=$bdf; continue ;;
 	0000:00:18.0:0x1234:0x11e8) DEV[ACS_EDU]=$bdf; continue ;;
@@ -188,13 +192,13 @@ insmod "$IMPORTER_KO" || result "not ok" load_test_importer
 
 DEVICES=
 ROLES="EDU IVSHMEM FLR SW_IVSHMEM IMP_EDU SW_EDU VFIO_IVSHMEM ACS_IVSHMEM ACS_EDU
-NOACS_IVSHMEM NOACS_EDU SIB_IVSHMEM SIB_VFIO IO VFIO_IO"
+NOACS_IVSHMEM NOACS_EDU SIB_IVSHMEM SIB_VFIO IO VFIO_IO VFIO_EDU"
 for role in $ROLES; do
 	bdf=${DEV[$role]:-}
 	[ -n "$bdf" ] || { result "not ok" "find_device_$role"; continue; }
 	export "DMABUF_TEST_$role=$bdf"
 	case $role in
-	VFIO_IVSHMEM | SIB_VFIO | VFIO_IO) check "bind_$role" bind "$bdf" vfio-pci ;;
+	VFIO_IVSHMEM | SIB_VFIO | VFIO_IO | VFIO_EDU) check "bind_$role" bind "$bdf" vfio-pci ;;
 	SW_EDU) check "identity_domain_$role" identity_domain "$bdf"
 		check "bind_$role" bind "$bdf" $IMPORTER ;;
 	IMP_EDU | ACS_EDU | NOACS_EDU) check "bind_$role" bind "$bdf" $IMPORTER ;;

@@ -15,6 +15,8 @@
 #   00:xx ivshmem-plain, 1 GiB BAR DMABUF_TEST_IVSHMEM (ours; RAM not preallocated)
 #   00:xx pci-testdev (I/O BAR 1)  DMABUF_TEST_IO (ours)
 #   00:xx pci-testdev (I/O BAR 1)  DMABUF_TEST_VFIO_IO (in-tree vfio-pci)
+#   00:1b edu                      DMABUF_TEST_VFIO_EDU (vfio-pci: a process's
+#                                  own device in a type1 container)
 #   root port -> switch -> edu                  DMABUF_TEST_SW_EDU (test importer)
 #                       -> ivshmem-plain (8G)   DMABUF_TEST_SW_IVSHMEM (ours)
 #                       -> virtio-rng (PCIe FLR + PM + AER)  DMABUF_TEST_FLR (ours)
@@ -120,6 +122,7 @@ QEMU_OPTS=(
 	# An I/O BAR (BAR 1) each for ours and vfio-pci: export errnos.
 	-device pci-testdev
 	-device pci-testdev
+	-device edu,addr=0x1b,dma_mask=0xffffffffffffffff
 	"${CPU[@]}"
 	-object memory-backend-ram,id=ivbig,size=1G
 	-device ivshmem-plain,memdev=ivbig
