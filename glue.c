@@ -3,11 +3,16 @@
  * dmabuf-vfio-pci: C glue for the Rust driver (see include/dmabuf_vfio_glue.h).
  */
 #include <linux/dma-mapping.h>
+#include <linux/io.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/vfio_pci_core.h>
 #include <linux/wait_bit.h>
+
+#ifdef CONFIG_X86
+#include <asm/memtype.h>
+#endif
 
 #include "include/dmabuf_vfio_glue.h"
 
@@ -176,6 +181,61 @@ bool dmabuf_vfio_pfns_have_struct_pages(unsigned long pfn, unsigned long nr)
 		if (pfn_valid(pfn))
 			return true;
 	return false;
+}
+
+#ifdef CONFIG_X86
+/*
+ * What a write-combining mapping of the range gets now: a reservation takes
+ * the type another one holds the range with, if compatible (uncached-minus
+ * is), without failing, and so does ioremap_wc().
+ */
+static bool dmabuf_vfio_range_maps_wc(phys_addr_t start, u64 size)
+{
+	void __iomem *probe = ioremap_wc(start, size);
+	unsigned int level;
+	pgprotval_t prot = 0;
+	pte_t *pte;
+
+	if (!probe)
+		return false;
+	pte = lookup_address((unsigned long)probe, &level);
+	if (pte) {
+		prot = pte_flags(*pte);
+		if (level != PG_LEVEL_4K)
+			prot = protval_large_2_4k(prot);
+	}
+	iounmap(probe);
+	return pte && (prot & _PAGE_CACHE_MASK) ==
+		      cachemode2protval(_PAGE_CACHE_MODE_WC);
+}
+#endif
+
+/*
+ * Reserves [start, start + size) write-combining: on x86 with PAT every
+ * later mapping of the range gets the type it is reserved with
+ * (pfnmap_setup_cachemode()), whatever its protection asks for.
+ * -EOPNOTSUPP where write-combining is uncached (x86 without PAT);
+ * -EBUSY where another mapping holds the range with another type.
+ */
+int dmabuf_vfio_wc_reserve(phys_addr_t start, u64 size)
+{
+	if (pgprot_val(pgprot_writecombine(PAGE_KERNEL)) ==
+	    pgprot_val(pgprot_noncached(PAGE_KERNEL)))
+		return -EOPNOTSUPP;
+	if (arch_io_reserve_memtype_wc(start, size))
+		return -EBUSY;
+#ifdef CONFIG_X86
+	if (pat_enabled() && !dmabuf_vfio_range_maps_wc(start, size)) {
+		arch_io_free_memtype_wc(start, size);
+		return -EBUSY;
+	}
+#endif
+	return 0;
+}
+
+void dmabuf_vfio_wc_release(phys_addr_t start, u64 size)
+{
+	arch_io_free_memtype_wc(start, size);
 }
 
 void dmabuf_vfio_count_wait_zero(atomic_long_t *count)

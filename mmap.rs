@@ -25,7 +25,7 @@
 
 use crate::dma_buf::{DmaBufRef, PhysRange};
 use crate::vfio::{bindings as uapi, Device};
-use crate::vm::{pfns_have_struct_pages, Fault, FaultOutcome, MemAttr, NewVma};
+use crate::vm::{pfns_have_struct_pages, Fault, FaultOutcome, MemAttr, NewVma, WcReservation};
 use crate::{trace, DmabufVfioPci, ExportedBar};
 use kernel::{
     page::{PAGE_SHIFT, PAGE_SIZE},
@@ -152,12 +152,12 @@ pub(crate) fn memattr_feature(dev: &Device<DmabufVfioPci>, set: bool, arg: UserP
         return Err(ENODEV);
     }
     if set {
-        bar.state.lock().memattr = match requested {
+        let memattr = match requested {
             uapi::DMABUF_VFIO_PCI_MEMATTR_UNCACHED => MemAttr::Uncached,
             uapi::DMABUF_VFIO_PCI_MEMATTR_WC => MemAttr::WriteCombining,
             _ => return Err(ENOENT),
         };
-        return Ok(());
+        return set_memattr(&bar, memattr);
     }
     let current = match bar.state.lock().memattr {
         MemAttr::Uncached => uapi::DMABUF_VFIO_PCI_MEMATTR_UNCACHED,
@@ -165,6 +165,38 @@ pub(crate) fn memattr_feature(dev: &Device<DmabufVfioPci>, set: bool, arg: UserP
     };
     let memattr_field = UserPtr::from_addr(arg.as_const_ptr() as usize + 4);
     UserSlice::new(memattr_field, 4).writer().write(&current)
+}
+
+/// Changes how later mappings of `bar` map it.  A mapping's memory type is
+/// never other than asked for: write-combining needs a prefetchable BAR
+/// (`EINVAL`) and the ranges reserved write-combining (see
+/// [`WcReservation::new`]), and the type cannot change while the buffer is
+/// mapped (`EBUSY`): on x86 one physical range has one memory type.
+fn set_memattr(bar: &ExportedBar, memattr: MemAttr) -> Result {
+    let mut state = bar.state.lock();
+    if state.memattr == memattr {
+        return Ok(());
+    }
+    if state.cpu_mappings > 0 {
+        return Err(EBUSY);
+    }
+    if memattr == MemAttr::WriteCombining {
+        if !bar.prefetchable {
+            return Err(EINVAL);
+        }
+        if state.permanent || state.device.is_none() {
+            return Err(ENODEV);
+        }
+        let mut reservations = KVec::with_capacity(bar.ranges.len(), GFP_KERNEL)?;
+        for range in bar.ranges.iter() {
+            reservations.push(WcReservation::new(range.paddr, range.len)?, GFP_KERNEL)?;
+        }
+        state.wc = reservations;
+    } else {
+        state.wc.clear();
+    }
+    state.memattr = memattr;
+    Ok(())
 }
 
 #[cfg(CONFIG_KUNIT)]

@@ -79,6 +79,18 @@ impl PciFunction {
         }
     }
 
+    /// Whether BAR `bar` is prefetchable memory: reads have no side effects
+    /// and writes may be merged, so it may be mapped write-combining.
+    pub(crate) fn bar_prefetchable(&self, bar: u32) -> bool {
+        let Some(bar) = usize::try_from(bar).ok().filter(|&b| b < 6) else {
+            return false;
+        };
+        // SAFETY: By the type invariant the device is valid; its standard
+        // resources are set at enumeration.
+        let flags = unsafe { (*self.as_raw()).resource[bar].flags };
+        flags as u64 & u64::from(kernel::bindings::IORESOURCE_PREFETCH) != 0
+    }
+
     /// The P2PDMA provider of a memory BAR, which vfio-pci-core sets up when
     /// it initializes the device.
     pub(crate) fn p2pdma_provider(&self, bar: u32) -> Option<P2pProvider> {

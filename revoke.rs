@@ -415,7 +415,13 @@ pub(crate) fn release_all(dev: &Device<DmabufVfioPci>) {
     exports.synced = None;
     for bar in exports.list.drain_all() {
         revoke(dev, &bar, Cause::Close);
-        let device = bar.state.lock().device.take();
+        let device = {
+            let mut state = bar.state.lock();
+            // No mapping of it can fault again: its ranges are free to map
+            // with other types.
+            state.wc.clear();
+            state.device.take()
+        };
         drop(device);
     }
 }
@@ -441,6 +447,7 @@ pub(crate) fn revoke_for_good(dev: &Device<DmabufVfioPci>, fd: i32) -> Result {
         state.permanent = true;
     }
     revoke(dev, &bar, Cause::Request);
+    bar.state.lock().wc.clear();
     Ok(())
 }
 

@@ -41,7 +41,7 @@ use dma_buf::{Attachment, DmaDirection, DmaTable, Exported, Exporter, PhysRange}
 use p2pdma::MapType;
 use pci_ext::P2pProvider;
 use vfio::{bindings as uapi, CoreDevice, Device, DeviceRegistration, Registration, VariantDriver};
-use vm::{Fault, FaultOutcome, MemAttr, NewVma};
+use vm::{Fault, FaultOutcome, MemAttr, NewVma, WcReservation};
 use wait::ZeroWaitCount;
 
 module! {
@@ -383,6 +383,7 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
             size,
             provider,
             owner: dev.serial,
+            prefetchable: pci.bar_prefetchable(region),
             exporter: pci.device().into(),
             ino: SetOnce::new(),
             revoked: Atomic::new(false),
@@ -391,6 +392,7 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
                 permanent: false,
                 device: Some(registration),
                 memattr: MemAttr::Uncached,
+                wc: KVec::new(),
                 attachments: KVec::new(),
                 cpu_mappings: 0,
             }),
@@ -444,6 +446,9 @@ struct BufferState {
     device: Option<DeviceRegistration<DmabufVfioPci>>,
     /// How new CPU mappings map the BAR.
     memattr: MemAttr,
+    /// The ranges' write-combining reservations while `memattr` says so,
+    /// until the buffer is revoked for good.
+    wc: KVec<WcReservation>,
     /// Attached importers.
     attachments: KVec<AttachedImporter>,
     /// Live VMAs mapping the buffer.
@@ -461,6 +466,8 @@ struct ExportedBar {
     provider: P2pProvider,
     /// The exporting device's binding (`DmabufVfioPci::serial`).
     owner: u64,
+    /// Whether the BAR is prefetchable, which write-combining needs.
+    prefetchable: bool,
     /// The exporting PCI function (names it in traces, after close too).
     exporter: ARef<device::Device>,
     /// The dma-buf's inode number, set once exported: the buffer's name in

@@ -10,9 +10,10 @@ use kernel::{bindings, prelude::*, types::Opaque};
 pub(crate) enum MemAttr {
     /// Uncached (`pgprot_noncached()`), as vfio-pci maps BARs.
     Uncached,
-    /// Write-combining (`pgprot_writecombine()`).  On x86 with PAT the
-    /// memory type the physical range is reserved with wins over the VMA's
-    /// protection when a PFN is inserted.
+    /// Write-combining (`pgprot_writecombine()`), with the ranges held by
+    /// [`WcReservation`]s: on x86 with PAT the memory type a physical range
+    /// is reserved with wins over the VMA's protection when a PFN is
+    /// inserted.
     WriteCombining,
 }
 
@@ -175,5 +176,38 @@ impl Fault {
     pub(crate) fn vma_data(&self) -> *mut c_void {
         // SAFETY: By the type invariant the fault and its VMA are valid.
         unsafe { (*(*self.as_raw()).__bindgen_anon_1.vma).vm_private_data }
+    }
+}
+
+/// A physical range reserved write-combining: on x86 with PAT, the memory
+/// type every mapping of it made meanwhile gets.
+///
+/// # Invariants
+///
+/// `[start, start + len)` is reserved write-combining by this value.
+pub(crate) struct WcReservation {
+    start: u64,
+    len: u64,
+}
+
+impl WcReservation {
+    /// Reserves `[start, start + len)`: `EOPNOTSUPP` where write-combining
+    /// maps uncached (x86 without PAT), `EBUSY` where another mapping holds
+    /// the range with another memory type.
+    pub(crate) fn new(start: u64, len: u64) -> Result<Self> {
+        // SAFETY: Any range may be asked for; failure reserves nothing.
+        let ret = unsafe { crate::vfio::bindings::dmabuf_vfio_wc_reserve(start, len) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        // INVARIANT: Reserved just now.
+        Ok(Self { start, len })
+    }
+}
+
+impl Drop for WcReservation {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the range is reserved, by us.
+        unsafe { crate::vfio::bindings::dmabuf_vfio_wc_release(self.start, self.len) };
     }
 }

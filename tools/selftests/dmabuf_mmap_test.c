@@ -222,8 +222,8 @@ TEST_F(mmap, read_only_buffer_maps_read_only)
 	close(buf);
 }
 
-/* Whether a line of @path contains @needle. */
-static bool file_has_line_with(const char *path, const char *needle)
+/* Whether a line of @path contains @needle and @also. */
+static bool file_has_line_with_both(const char *path, const char *needle, const char *also)
 {
 	char line[512];
 	bool found = false;
@@ -232,9 +232,14 @@ static bool file_has_line_with(const char *path, const char *needle)
 	if (!f)
 		return false;
 	while (!found && fgets(line, sizeof(line), f))
-		found = strstr(line, needle);
+		found = strstr(line, needle) && strstr(line, also);
 	fclose(f);
 	return found;
+}
+
+static bool file_has_line_with(const char *path, const char *needle)
+{
+	return file_has_line_with_both(path, needle, "");
 }
 
 /* Which device and BAR a mapping maps: /proc/<pid>/maps and bufinfo say. */
@@ -570,9 +575,33 @@ TEST_F(mmap, feature_errors)
 	close(buf);
 }
 
+#define PAT_LIST "/sys/kernel/debug/x86/pat_memtype_list"
+
+/* The errno a write-combining request on a prefetchable BAR gets here. */
+static int wc_expected(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	/*
+	 * vfio-pci-core ioremap()s every BAR of an open device uncached-minus:
+	 * PAT would hand a write-combining mapping of it that type.
+	 */
+	return access(PAT_LIST, R_OK) ? -EOPNOTSUPP : -EBUSY;
+#else
+	return 0;
+#endif
+}
+
+/*
+ * A mapping's memory type is the one asked for, or the request fails:
+ * write-combining where the platform gives it, else an errno and no change
+ * (GET still says uncached, PAT holds no write-combining entry for the
+ * BAR); never on a non-prefetchable BAR; never while the buffer is mapped.
+ */
 TEST_F(mmap, write_combining)
 {
-	int buf = export1(self->h.device, 2, 0, 4 * PAGE);
+	int buf = export1(self->h.device, 2, 0, 4 * PAGE), expected = wc_expected(), edu_buf;
+	char needle[64];
+	struct vfio_handle edu;
 	uint32_t attr = 0;
 	volatile uint8_t *m;
 
@@ -581,11 +610,29 @@ TEST_F(mmap, write_combining)
 	EXPECT_EQ(DMABUF_VFIO_PCI_MEMATTR_UNCACHED, attr);
 	attr = 7;
 	EXPECT_EQ(-ENOENT, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+
+	/* Mapped: the type cannot change under the mapping. */
+	m = map_buf(buf, 4 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, m);
 	attr = DMABUF_VFIO_PCI_MEMATTR_WC;
-	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	EXPECT_EQ(-EBUSY, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	attr = DMABUF_VFIO_PCI_MEMATTR_UNCACHED;
+	EXPECT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	munmap((void *)m, 4 * PAGE);
+
+	attr = DMABUF_VFIO_PCI_MEMATTR_WC;
+	EXPECT_EQ(expected, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
 	attr = 0;
 	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_GET, &attr));
-	EXPECT_EQ(DMABUF_VFIO_PCI_MEMATTR_WC, attr);
+	EXPECT_EQ(expected ? DMABUF_VFIO_PCI_MEMATTR_UNCACHED : DMABUF_VFIO_PCI_MEMATTR_WC, attr);
+	if (expected == -EBUSY) {
+		snprintf(needle, sizeof(needle), "[mem 0x%016llx-",
+			 (unsigned long long)bar_start(test_dev("IVSHMEM"), 2));
+		EXPECT_TRUE(file_has_line_with(PAT_LIST, needle));
+		EXPECT_FALSE(file_has_line_with_both(PAT_LIST, needle, "write-combining")) {
+			TH_LOG("a refused request left a write-combining reservation");
+		}
+	}
 
 	m = map_buf(buf, 4 * PAGE, 0);
 	ASSERT_NE(MAP_FAILED, m);
@@ -599,6 +646,15 @@ TEST_F(mmap, write_combining)
 		}
 	munmap((void *)m, 4 * PAGE);
 	close(buf);
+
+	/* edu's BAR 0 is not prefetchable: never write-combined. */
+	ASSERT_EQ(0, vfio_open(test_dev("EDU"), &edu));
+	edu_buf = export1(edu.device, 0, 0, PAGE);
+	ASSERT_GE(edu_buf, 0);
+	attr = DMABUF_VFIO_PCI_MEMATTR_WC;
+	EXPECT_EQ(-EINVAL, memattr(edu.device, edu_buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	close(edu_buf);
+	vfio_handle_close(&edu);
 }
 
 /*
