@@ -21,6 +21,7 @@ fragment=$here/config/test-kernel.config
 ksrc_version=$(cat "$DEPS_DIR/linux-source/VERSION" 2>/dev/null || echo none)
 key_material=$(printf '%s\n' "recipe=$RECIPE" "source=$ksrc_version" \
 	"fragment=$(sha256sum <"$fragment" | cut -c1-64)" \
+	"kconfig=$(sha256sum <"$here/../Kconfig" | cut -c1-64)" \
 	"rustc=$(rustc --version)" "bindgen=$("$BINDGEN" --version 2>/dev/null)" \
 	"clang=$(clang-19 --version | head -1)")
 key=$(printf '%s' "$key_material" | sha256sum | cut -c1-16)
