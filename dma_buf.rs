@@ -90,14 +90,16 @@ pub(crate) trait Exporter: Send + Sync + Sized + 'static {
     /// A process maps the buffer (`dma_buf_ops.mmap`); the dma-buf core
     /// checked the range against the buffer's size.  Returns how the CPU
     /// maps it; the VMA is then an I/O map whose faults [`Exporter::fault`]
-    /// serves, and which [`DmaBufRef::zap_cpu_mappings`] empties.
+    /// serves, and which [`DmaBufRef::zap_cpu_mappings`] empties.  A
+    /// successful `mmap` counts as the VMA's [`Exporter::vma_open`]: the
+    /// VMA made by `mmap()` gets no `open` call.
     fn mmap(&self, vma: &NewVma) -> Result<MemAttr>;
 
     /// An access to a mapping of the buffer faulted; map `1 << order` pages
     /// around it, or fall back to a smaller order.
     fn fault(&self, fault: &Fault, order: u32) -> FaultOutcome;
 
-    /// A VMA mapping the buffer came into existence (mmap, split, fork).
+    /// A VMA mapping the buffer came into existence (split, fork).
     fn vma_open(&self);
 
     /// A VMA mapping the buffer went away.
@@ -580,8 +582,6 @@ impl<T: Exporter> ExporterOps<T> {
                 // The VMA holds the dma-buf's file until it goes away.
                 // SAFETY: So the dma-buf and its `priv_` outlive the VMA.
                 unsafe { vma.set_io_map(&Self::VM_OPS, (*dmabuf).priv_, attr) };
-                // The VMA made by mmap() gets no `open` call.
-                data.vma_open();
                 0
             }
             Err(e) => e.to_errno(),

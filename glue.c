@@ -7,7 +7,9 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pci.h>
+#include <linux/slab.h>
 #include <linux/vfio_pci_core.h>
+#include <linux/vmalloc.h>
 #include <linux/wait_bit.h>
 
 #ifdef CONFIG_X86
@@ -236,6 +238,179 @@ int dmabuf_vfio_wc_reserve(phys_addr_t start, u64 size)
 void dmabuf_vfio_wc_release(phys_addr_t start, u64 size)
 {
 	arch_io_free_memtype_wc(start, size);
+}
+
+/*
+ * Whether a physical range's memory type is tracked (x86 PAT): every
+ * mapping of it then gets the type it is reserved with.
+ */
+bool dmabuf_vfio_memtypes_tracked(void)
+{
+#ifdef CONFIG_X86
+	return pat_enabled();
+#else
+	return false;
+#endif
+}
+
+/*
+ * vfio-pci-core ioremap()s every memory BAR of an open device for its
+ * read()/write() and ioeventfds; on x86 that reserves the whole BAR
+ * uncached-minus, and PAT gives every later mapping of any of its ranges
+ * that type.  This maps the same pages the same way (uncached-minus, not
+ * encrypted) through vmap_pfn(), which reserves nothing, so that ranges of
+ * the BAR can be reserved write-combining.
+ */
+void __iomem *dmabuf_vfio_bar_map_untyped(struct pci_dev *pdev, int bar)
+{
+#if defined(CONFIG_X86) && defined(CONFIG_VMAP_PFN)
+	resource_size_t start = pci_resource_start(pdev, bar);
+	resource_size_t len = pci_resource_len(pdev, bar);
+	unsigned long i, nr = len >> PAGE_SHIFT, *pfns;
+	void *map;
+
+	if (!(pci_resource_flags(pdev, bar) & IORESOURCE_MEM) || !len ||
+	    !PAGE_ALIGNED(start) || !PAGE_ALIGNED(len) || nr > UINT_MAX)
+		return IOMEM_ERR_PTR(-EINVAL);
+	/* vmap_pfn() maps only frames without a struct page. */
+	if (dmabuf_vfio_pfns_have_struct_pages(PHYS_PFN(start), nr))
+		return IOMEM_ERR_PTR(-ENXIO);
+	pfns = kvmalloc_array(nr, sizeof(*pfns), GFP_KERNEL);
+	if (!pfns)
+		return IOMEM_ERR_PTR(-ENOMEM);
+	for (i = 0; i < nr; i++)
+		pfns[i] = PHYS_PFN(start) + i;
+	map = vmap_pfn(pfns, nr, pgprot_decrypted(pgprot_noncached(PAGE_KERNEL)));
+	kvfree(pfns);
+	return map ? (void __iomem *)map : IOMEM_ERR_PTR(-ENOMEM);
+#else
+	/* The core's mapping stays: it holds the BAR uncached-minus. */
+	return IOMEM_ERR_PTR(-EBUSY);
+#endif
+}
+
+void dmabuf_vfio_bar_unmap_untyped(void __iomem *map)
+{
+	vunmap((void __force *)map);
+}
+
+/*
+ * The core reads barmap[] without a lock of its own: the caller keeps its
+ * readers (the device fd's read(), write() and VFIO_DEVICE_IOEVENTFD) in a
+ * section it can wait for.
+ */
+void __iomem *dmabuf_vfio_bar_swap_map(struct vfio_pci_core_device *vdev,
+				       int bar, void __iomem *map)
+{
+	void __iomem *old = vdev->barmap[bar];
+
+	WRITE_ONCE(vdev->barmap[bar], map);
+	return old;
+}
+
+/*
+ * Whether the device has ioeventfds: each holds an address in a BAR's
+ * kernel mapping (struct vfio_pci_ioeventfd is private to the core, so
+ * not which).
+ */
+bool dmabuf_vfio_ioeventfds_in_use(struct vfio_pci_core_device *vdev)
+{
+	bool in_use;
+
+	mutex_lock(&vdev->ioeventfds_lock);
+	in_use = vdev->ioeventfds_nr > 0;
+	mutex_unlock(&vdev->ioeventfds_lock);
+	return in_use;
+}
+
+void dmabuf_vfio_bar_unmap_core(struct pci_dev *pdev, void __iomem *map)
+{
+	pci_iounmap(pdev, map);
+}
+
+void dmabuf_vfio_bar_release_region(struct pci_dev *pdev, int bar)
+{
+	pci_release_selected_regions(pdev, 1 << bar);
+}
+
+/* Every page of BAR @bar that the device fd's mappings map. */
+void dmabuf_vfio_zap_bar(struct vfio_pci_core_device *vdev, int bar)
+{
+	unmap_mapping_range(vdev->vdev.inode->i_mapping,
+			    VFIO_PCI_INDEX_TO_OFFSET(bar),
+			    pci_resource_len(vdev->pdev, bar), true);
+}
+
+/*
+ * The device fd's BAR mappings are vfio-pci-core's, with the huge faults
+ * screened by the driver: a PMD or PUD entry takes the memory type of its
+ * first page for all of its pages (pfnmap_setup_cachemode_pfn()).  The
+ * core's vm_operations_struct is static: its address comes from the first
+ * BAR mapping, and the driver's table calls through it.
+ */
+static const struct vm_operations_struct *dmabuf_vfio_core_vm_ops;
+static dmabuf_vfio_bar_huge_fault_fn dmabuf_vfio_bar_huge_fault;
+
+static vm_fault_t dmabuf_vfio_device_page_fault(struct vm_fault *vmf)
+{
+	return dmabuf_vfio_core_vm_ops->fault(vmf);
+}
+
+static vm_fault_t dmabuf_vfio_device_huge_fault(struct vm_fault *vmf,
+						unsigned int order)
+{
+	struct vm_area_struct *vma = vmf->vma;
+
+	return dmabuf_vfio_bar_huge_fault(vma->vm_private_data,
+		vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT),
+		vmf, order);
+}
+
+static const struct vm_operations_struct dmabuf_vfio_device_vm_ops = {
+	.fault		= dmabuf_vfio_device_page_fault,
+	.huge_fault	= dmabuf_vfio_device_huge_fault,
+};
+
+/* Whether the core's table has nothing but the two faults the driver's has. */
+static bool dmabuf_vfio_core_vm_ops_wrappable(const struct vm_operations_struct *ops)
+{
+	const struct vm_operations_struct faults_only = {
+		.fault		= ops->fault,
+		.huge_fault	= ops->huge_fault,
+	};
+
+	return ops->fault && ops->huge_fault &&
+	       !memcmp(&faults_only, ops, sizeof(faults_only));
+}
+
+int dmabuf_vfio_device_mmap(struct vfio_device *vdev,
+			    struct vm_area_struct *vma,
+			    dmabuf_vfio_bar_huge_fault_fn huge_fault)
+{
+	unsigned int index = vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT);
+	const struct vm_operations_struct *core_ops;
+	int ret = vfio_pci_core_mmap(vdev, vma);
+
+	if (ret || index >= VFIO_PCI_ROM_REGION_INDEX)
+		return ret;
+	core_ops = READ_ONCE(dmabuf_vfio_core_vm_ops);
+	if (!core_ops) {
+		if (!dmabuf_vfio_core_vm_ops_wrappable(vma->vm_ops))
+			return 0;
+		/* Every BAR mapping gets the same table and callback. */
+		WRITE_ONCE(dmabuf_vfio_bar_huge_fault, huge_fault);
+		cmpxchg(&dmabuf_vfio_core_vm_ops, NULL, vma->vm_ops);
+		core_ops = READ_ONCE(dmabuf_vfio_core_vm_ops);
+	}
+	if (vma->vm_ops == core_ops)
+		vma->vm_ops = &dmabuf_vfio_device_vm_ops;
+	return 0;
+}
+
+/* Only reached through a VMA that dmabuf_vfio_device_mmap() set up. */
+vm_fault_t dmabuf_vfio_core_huge_fault(struct vm_fault *vmf, unsigned int order)
+{
+	return dmabuf_vfio_core_vm_ops->huge_fault(vmf, order);
 }
 
 void dmabuf_vfio_count_wait_zero(atomic_long_t *count)

@@ -26,7 +26,8 @@
 use crate::dma_buf::{DmaBufRef, PhysRange};
 use crate::vfio::{bindings as uapi, Device};
 use crate::vm::{pfns_have_struct_pages, Fault, FaultOutcome, MemAttr, NewVma, WcReservation};
-use crate::{trace, DmabufVfioPci, ExportedBar};
+use crate::{trace, BufferState, DmabufVfioPci, ExportedBar};
+use core::ptr;
 use kernel::{
     page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
@@ -55,10 +56,13 @@ pub(crate) fn mmap(bar: &ExportedBar, vma: &NewVma) -> Result<MemAttr> {
     {
         return Err(ENXIO);
     }
-    let state = bar.state.lock();
+    let mut state = bar.state.lock();
     if bar.revoked() {
         return Err(ENODEV);
     }
+    // Counted with the memory type it gets, under the same lock: a memory
+    // type changes only while the buffer is not mapped.
+    state.cpu_mappings += 1;
     Ok(state.memattr)
 }
 
@@ -132,12 +136,52 @@ fn map_block(
     };
 
     let memory = device.core().memory_lock_read();
+    // Memory types change under `memory_lock` held for writing.
+    if device.bar_memtype_freed(bar.region) {
+        let uncached = bar.state.lock().memattr == MemAttr::Uncached;
+        if uncached && held_write_combining(device, bar, pfn, pages) {
+            return fallback;
+        }
+    }
     // Held across the insert: a revoke sets the mark under it, then zaps.
     let _state = bar.state.lock();
     if bar.revoked() {
         return FaultOutcome::SIGBUS;
     }
     memory.insert_pfn(fault, pfn, order)
+}
+
+/// Whether the `pages` pages from `pfn` overlap ranges that a buffer of
+/// `device` other than `bar` holds write-combining.  On x86 a page maps
+/// with the memory type its range is reserved with, whatever the mapping
+/// asks for: such a page is never mapped uncached.
+fn held_write_combining(
+    device: &Device<DmabufVfioPci>,
+    bar: &ExportedBar,
+    pfn: usize,
+    pages: u64,
+) -> bool {
+    let start = (pfn as u64) << PAGE_SHIFT;
+    let end = start + (pages << PAGE_SHIFT);
+    device.exports.lock().list.iter().any(|other| {
+        !ptr::eq(&***other, bar) && other.overlaps(start, end) && !other.state.lock().wc.is_empty()
+    })
+}
+
+/// Whether a buffer of `device` other than `bar` that overlaps it is
+/// mapped uncached now.
+fn mapped_uncached(device: &Device<DmabufVfioPci>, bar: &ExportedBar) -> bool {
+    device.exports.lock().list.iter().any(|other| {
+        !ptr::eq(&***other, bar)
+            && bar
+                .ranges
+                .iter()
+                .any(|r| other.overlaps(r.paddr, r.paddr + r.len))
+            && {
+                let state = other.state.lock();
+                state.memattr == MemAttr::Uncached && state.cpu_mappings > 0
+            }
+    })
 }
 
 /// `DMABUF_VFIO_PCI_FEATURE_MEMATTR`: sets (or gets) how later mappings of
@@ -157,7 +201,7 @@ pub(crate) fn memattr_feature(dev: &Device<DmabufVfioPci>, set: bool, arg: UserP
             uapi::DMABUF_VFIO_PCI_MEMATTR_WC => MemAttr::WriteCombining,
             _ => return Err(ENOENT),
         };
-        return set_memattr(&bar, memattr);
+        return set_memattr(dev, &bar, memattr);
     }
     let current = match bar.state.lock().memattr {
         MemAttr::Uncached => uapi::DMABUF_VFIO_PCI_MEMATTR_UNCACHED,
@@ -170,23 +214,46 @@ pub(crate) fn memattr_feature(dev: &Device<DmabufVfioPci>, set: bool, arg: UserP
 /// Changes how later mappings of `bar` map it.  A mapping's memory type is
 /// never other than asked for: write-combining needs a prefetchable BAR
 /// (`EINVAL`) and the ranges reserved write-combining (see
-/// [`WcReservation::new`]), and the type cannot change while the buffer is
-/// mapped (`EBUSY`): on x86 one physical range has one memory type.
-fn set_memattr(bar: &ExportedBar, memattr: MemAttr) -> Result {
-    let mut state = bar.state.lock();
-    if state.memattr == memattr {
+/// [`WcReservation::new`]), and a type cannot change while the buffer, or
+/// another that overlaps it uncached, is mapped (`EBUSY`): on x86 one
+/// physical page has one memory type.  The device fd's own mappings of
+/// the BAR fault in again with the type each page has then.
+fn set_memattr(dev: &Device<DmabufVfioPci>, bar: &ExportedBar, memattr: MemAttr) -> Result {
+    let unchanged = |state: &BufferState| -> Result<bool> {
+        if state.memattr == memattr {
+            return Ok(true);
+        }
+        if state.cpu_mappings > 0 {
+            return Err(EBUSY);
+        }
+        if memattr == MemAttr::WriteCombining {
+            if !bar.prefetchable {
+                return Err(EINVAL);
+            }
+            if state.permanent || state.device.is_none() {
+                return Err(ENODEV);
+            }
+        }
+        Ok(false)
+    };
+    // Checked before the BAR's kernel mapping is replaced for it, and again
+    // under the locks the change is made under.
+    if unchanged(&bar.state.lock())? {
         return Ok(());
     }
-    if state.cpu_mappings > 0 {
+    if memattr == MemAttr::WriteCombining {
+        dev.free_bar_memtype(bar.region)?;
+    }
+
+    let memory = dev.core().memory_lock_write();
+    if memattr == MemAttr::WriteCombining && mapped_uncached(dev, bar) {
         return Err(EBUSY);
     }
+    let mut state = bar.state.lock();
+    if unchanged(&state)? {
+        return Ok(());
+    }
     if memattr == MemAttr::WriteCombining {
-        if !bar.prefetchable {
-            return Err(EINVAL);
-        }
-        if state.permanent || state.device.is_none() {
-            return Err(ENODEV);
-        }
         let mut reservations = KVec::with_capacity(bar.ranges.len(), GFP_KERNEL)?;
         for range in bar.ranges.iter() {
             reservations.push(WcReservation::new(range.paddr, range.len)?, GFP_KERNEL)?;
@@ -196,6 +263,8 @@ fn set_memattr(bar: &ExportedBar, memattr: MemAttr) -> Result {
         state.wc.clear();
     }
     state.memattr = memattr;
+    drop(state);
+    memory.zap_device_mappings(bar.region);
     Ok(())
 }
 

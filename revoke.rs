@@ -435,7 +435,7 @@ pub(crate) fn revoke_for_good(dev: &Device<DmabufVfioPci>, fd: i32) -> Result {
     if !bar.exported_by(dev) {
         return Err(ENODEV);
     }
-    let _memory = dev.core().memory_lock_write();
+    let memory = dev.core().memory_lock_write();
     let _exports = dev.exports.lock();
     {
         let mut state = bar.state.lock();
@@ -447,7 +447,11 @@ pub(crate) fn revoke_for_good(dev: &Device<DmabufVfioPci>, fd: i32) -> Result {
         state.permanent = true;
     }
     revoke(dev, &bar, Cause::Request);
-    bar.state.lock().wc.clear();
+    // Its ranges are free to map with other types; the device fd's
+    // mappings of them took this one.
+    if !core::mem::take(&mut bar.state.lock().wc).is_empty() {
+        memory.zap_device_mappings(bar.region);
+    }
     Ok(())
 }
 

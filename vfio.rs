@@ -23,6 +23,10 @@ use kernel::{
     error::{from_err_ptr, from_result, to_result},
     ffi::{c_int, c_long, c_uint, c_ulong, c_void},
     prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Mutex, Srcu,
+    },
     types::Opaque,
     uaccess::UserPtr,
 };
@@ -153,8 +157,10 @@ impl CoreDevice {
         unsafe { bindings::vfio_pci_core_finish_enable(self.as_raw()) }
     }
 
-    /// Tears down what `open_device` set up: `vfio_pci_core_close_device()`.
-    pub(crate) fn close_device(&self) {
+    /// Tears down what `open_device` set up: `vfio_pci_core_close_device()`
+    /// (through [`Device::close_core`], which first takes back the BAR
+    /// mappings the driver made).
+    fn close_device(&self) {
         // SAFETY: By the type invariant the core device is valid; vfio calls
         // `close_device` once per successful `open_device`.
         unsafe { bindings::vfio_pci_core_close_device(self.vfio_device()) }
@@ -225,6 +231,17 @@ impl MemoryLockWrite<'_> {
         // SAFETY: The core device is valid, its `memory_lock` is held, as the
         // function requires, and its virtual config space exists.
         unsafe { bindings::__vfio_pci_memory_enabled(self.0.as_raw()) }
+    }
+
+    /// Unmaps every page of BAR `bar` that the device fd's mappings map: they
+    /// fault in again, with the memory type the pages have then.
+    pub(crate) fn zap_device_mappings(&self, bar: u32) {
+        if bar >= NUM_BARS {
+            return;
+        }
+        // SAFETY: The core device is valid (type invariant) and so is the
+        // inode of its vfio device; `bar` is a standard BAR.
+        unsafe { bindings::dmabuf_vfio_zap_bar(self.0.as_raw(), bar as c_int) };
     }
 
     /// Whether the user's `LOW_POWER_ENTRY` holds: the core sets this when
@@ -341,17 +358,82 @@ impl<T: VariantDriver> Drop for DeviceRegistration<T> {
     }
 }
 
+/// Number of standard BARs (`PCI_STD_NUM_BARS`).
+const NUM_BARS: u32 = 6;
+
+/// `VFIO_DEVICE_IOEVENTFD`: `_IO(VFIO_TYPE, VFIO_BASE + 16)`.
+const VFIO_DEVICE_IOEVENTFD: u32 = (b';' as u32) << 8 | (100 + 16);
+
+/// A kernel mapping of a BAR's pages, uncached-minus, that reserves no
+/// memory type (`vmap_pfn()`), made in place of vfio-pci-core's `ioremap()`.
+///
+/// # Invariants
+///
+/// `0` is a mapping returned by `dmabuf_vfio_bar_map_untyped()`, owned.
+struct UntypedBarMap(NonNull<c_void>);
+
+// SAFETY: The mapping is plain kernel virtual memory; any thread may unmap it.
+unsafe impl Send for UntypedBarMap {}
+
+impl Drop for UntypedBarMap {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the mapping is ours and mapped.
+        unsafe { bindings::dmabuf_vfio_bar_unmap_untyped(self.0.as_ptr()) };
+    }
+}
+
+/// The BAR mappings of an open device that the driver took over.
+struct OwnedBarMaps {
+    /// The device is open (between a successful `open_device` and
+    /// [`Device::close_core`]): the core's BAR mappings exist.
+    open: bool,
+    maps: [Option<UntypedBarMap>; NUM_BARS as usize],
+}
+
+/// What lets a driver change the memory type of BAR ranges (x86 PAT):
+/// vfio-pci-core's kernel mapping of a BAR reserves the whole BAR
+/// uncached-minus, and its users read `barmap[]` without a lock.
+///
+/// Every user of a BAR's kernel mapping runs in a section of `users`, or
+/// under `owned`: the device fd's `read()` and `write()` in `users`,
+/// `VFIO_DEVICE_IOEVENTFD` (whose ioeventfds keep an address in the
+/// mapping) under `owned`.  The device fd's huge faults run in `users` too.
+#[pin_data]
+struct BarMaps {
+    #[pin]
+    users: Srcu,
+    #[pin]
+    owned: Mutex<OwnedBarMaps>,
+    /// BARs whose kernel mapping is the driver's: the device fd maps them in
+    /// pages.  Set before `users` is synchronized, cleared once closed.
+    untyped: [Atomic<bool>; NUM_BARS as usize],
+}
+
+impl BarMaps {
+    fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            users <- kernel::new_srcu!(),
+            owned <- kernel::new_mutex!(OwnedBarMaps {
+                open: false,
+                maps: [const { None }; NUM_BARS as usize],
+            }),
+            untyped: [const { Atomic::new(false) }; NUM_BARS as usize],
+        })
+    }
+}
+
 /// A device bound to a variant driver: the vfio-pci core device followed by
 /// the driver's data.
 ///
 /// # Invariants
 ///
 /// `core` is the first field (vfio's allocator requires the `vfio_device` at
-/// offset zero) and is a valid [`CoreDevice`]; `data` is initialized from the
-/// `init` callback to the `release` callback.
+/// offset zero) and is a valid [`CoreDevice`]; `bars` and `data` are
+/// initialized from the `init` callback to the `release` callback.
 #[repr(C)]
 pub(crate) struct Device<T> {
     core: CoreDevice,
+    bars: BarMaps,
     data: T,
 }
 
@@ -359,6 +441,100 @@ impl<T> Device<T> {
     /// The vfio-pci core part of the device.
     pub(crate) fn core(&self) -> &CoreDevice {
         &self.core
+    }
+
+    /// Lets ranges of BAR `bar` be reserved with another memory type than
+    /// uncached-minus, the type vfio-pci-core's kernel mapping holds the
+    /// whole BAR with on x86 with PAT: replaces that mapping, until the
+    /// device is closed, by one of the same pages that reserves no type.
+    /// The device fd then maps the BAR in pages, since a huge entry maps
+    /// all of its pages with the type of its first.  Nothing to do where
+    /// memory types are not tracked.
+    ///
+    /// `EBUSY` while the device has ioeventfds (each holds an address in
+    /// the core's mapping) or where the kernel cannot map PFNs (no
+    /// `CONFIG_VMAP_PFN`); `ENODEV` when the device is not open or the core
+    /// did not map the BAR.
+    pub(crate) fn free_bar_memtype(&self, bar: u32) -> Result {
+        // SAFETY: Reads a global, constant after boot.
+        if !unsafe { bindings::dmabuf_vfio_memtypes_tracked() } {
+            return Ok(());
+        }
+        let index = usize::try_from(bar)
+            .ok()
+            .filter(|&b| b < NUM_BARS as usize)
+            .ok_or(EINVAL)?;
+        let mut owned = self.bars.owned.lock();
+        if !owned.open || !self.core.bar_mapped(bar) {
+            return Err(ENODEV);
+        }
+        if owned.maps[index].is_some() {
+            return Ok(());
+        }
+        let raw = self.core.as_raw();
+        // SAFETY: The core device is valid (type invariant) and `owned` is
+        // held: no ioeventfd can be added meanwhile.
+        if unsafe { bindings::dmabuf_vfio_ioeventfds_in_use(raw) } {
+            return Err(EBUSY);
+        }
+        let pdev = self.core.pci().as_raw();
+        // SAFETY: The PCI device is valid; `bar` is a standard BAR.
+        let map =
+            from_err_ptr(unsafe { bindings::dmabuf_vfio_bar_map_untyped(pdev, bar as c_int) })?;
+        // INVARIANT: Just mapped, and owned from here on.
+        let map = UntypedBarMap(NonNull::new(map).ok_or(ENOMEM)?);
+        // Ordered before the huge faults that follow by the synchronization.
+        self.bars.untyped[index].store(true, Relaxed);
+        let new_map = map.0.as_ptr();
+        // The device is open (`owned.open`, under the lock that close
+        // takes), so the core's mapping exists; its users are in `users`
+        // sections or under `owned`.
+        // SAFETY: As just said.
+        let core_map = unsafe { bindings::dmabuf_vfio_bar_swap_map(raw, bar as c_int, new_map) };
+        self.bars.users.synchronize();
+        // SAFETY: Every user that read the core's mapping is done: the
+        // mapping (and the BAR's memory type reservation) can go.
+        unsafe { bindings::dmabuf_vfio_bar_unmap_core(pdev, core_map) };
+        owned.maps[index] = Some(map);
+        Ok(())
+    }
+
+    /// Whether [`Device::free_bar_memtype`] took over BAR `bar` while the
+    /// device is open: ranges of it may then hold other memory types.
+    pub(crate) fn bar_memtype_freed(&self, bar: u32) -> bool {
+        usize::try_from(bar)
+            .ok()
+            .and_then(|b| self.bars.untyped.get(b))
+            .is_some_and(|u| u.load(Relaxed))
+    }
+
+    /// Closes the core device: `vfio_pci_core_close_device()`, after taking
+    /// back the BAR mappings [`Device::free_bar_memtype`] replaced (the core
+    /// would `iounmap()` them) and before unmapping them (the core frees the
+    /// ioeventfds that use them).
+    pub(crate) fn close_core(&self) {
+        let maps = {
+            let mut owned = self.bars.owned.lock();
+            owned.open = false;
+            core::mem::replace(&mut owned.maps, [const { None }; NUM_BARS as usize])
+        };
+        let raw = self.core.as_raw();
+        for (bar, _) in maps.iter().enumerate().filter(|(_, m)| m.is_some()) {
+            // SAFETY: The device is being closed: no device-fd callback runs.
+            // A NULL entry is one the core neither unmaps nor releases.
+            unsafe { bindings::dmabuf_vfio_bar_swap_map(raw, bar as c_int, core::ptr::null_mut()) };
+        }
+        self.core.close_device();
+        let pdev = self.core.pci().as_raw();
+        for (bar, map) in maps.into_iter().enumerate() {
+            if let Some(map) = map {
+                drop(map);
+                // SAFETY: The core requested the BAR's region when it mapped
+                // it and left its release to us (NULL entry above).
+                unsafe { bindings::dmabuf_vfio_bar_release_region(pdev, bar as c_int) };
+            }
+            self.bars.untyped[bar].store(false, Relaxed);
+        }
     }
 }
 
@@ -402,7 +578,7 @@ pub(crate) trait VariantDriver: Send + Sync + Sized + 'static {
 
     /// The last user closed the device.
     fn close_device(dev: &Device<Self>) {
-        dev.core().close_device()
+        dev.close_core()
     }
 
     /// An ioctl on the device fd.
@@ -463,11 +639,11 @@ impl<T: VariantDriver> VfioOps<T> {
         pasid_detach_ioas: Some(bindings::vfio_iommufd_physical_pasid_detach_ioas),
         open_device: Some(Self::open_device),
         close_device: Some(Self::close_device),
-        read: Some(bindings::vfio_pci_core_read),
+        read: Some(Self::read),
         write: Some(Self::write),
         ioctl: Some(Self::ioctl),
         get_region_info_caps: Some(bindings::vfio_pci_ioctl_get_region_info),
-        mmap: Some(bindings::vfio_pci_core_mmap),
+        mmap: Some(Self::mmap),
         request: Some(bindings::vfio_pci_core_request),
         match_: Some(bindings::vfio_pci_core_match),
         match_token_uuid: Some(bindings::vfio_pci_core_match_token_uuid),
@@ -506,9 +682,20 @@ impl<T: VariantDriver> VfioOps<T> {
         let dev = vdev.cast::<Device<T>>();
         // SAFETY: The core part was just initialized, so it is a valid `CoreDevice`.
         let core = unsafe { &(*dev).core };
-        // SAFETY: `data` is uninitialized memory inside the allocation, which
-        // vfio never moves; on error the initializer leaves nothing to drop.
-        match unsafe { T::init(core).__init(addr_of_mut!((*dev).data)) } {
+        // `bars` and `data` are uninitialized memory inside the allocation,
+        // which vfio never moves; on error an initializer leaves nothing to
+        // drop.
+        // SAFETY: As just said.
+        let ret = unsafe { BarMaps::new().__init(addr_of_mut!((*dev).bars)) }.and_then(|()| {
+            // SAFETY: As said above.
+            let ret = unsafe { T::init(core).__init(addr_of_mut!((*dev).data)) };
+            if ret.is_err() {
+                // SAFETY: `bars` was initialized above and is not used again.
+                unsafe { core::ptr::drop_in_place(addr_of_mut!((*dev).bars)) };
+            }
+            ret
+        });
+        match ret {
             Ok(()) => 0,
             Err(e) => {
                 // vfio does not call `release` when `init` fails.
@@ -526,8 +713,11 @@ impl<T: VariantDriver> VfioOps<T> {
     unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
         let dev = vdev.cast::<Device<T>>();
         // SAFETY: `release` is the last callback; `init` succeeded, so `data`
-        // is initialized, and nothing uses it after this.
-        unsafe { core::ptr::drop_in_place(addr_of_mut!((*dev).data)) };
+        // and `bars` are initialized, and nothing uses them after this.
+        unsafe {
+            core::ptr::drop_in_place(addr_of_mut!((*dev).data));
+            core::ptr::drop_in_place(addr_of_mut!((*dev).bars));
+        }
         // SAFETY: The core device was initialized by `init`.
         unsafe { bindings::vfio_pci_core_release_dev(vdev) };
     }
@@ -540,7 +730,11 @@ impl<T: VariantDriver> VfioOps<T> {
     unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: vfio calls device callbacks only between `init` and `release`.
         let dev = unsafe { Self::device(vdev) };
-        from_result(|| T::open_device(dev).map(|()| 0))
+        from_result(|| {
+            T::open_device(dev)?;
+            dev.bars.owned.lock().open = true;
+            Ok(0)
+        })
     }
 
     /// # Safety
@@ -565,6 +759,8 @@ impl<T: VariantDriver> VfioOps<T> {
     ) -> c_long {
         // SAFETY: vfio calls device callbacks only between `init` and `release`.
         let dev = unsafe { Self::device(vdev) };
+        // An ioeventfd keeps an address in a BAR's kernel mapping.
+        let _owned = (cmd == VFIO_DEVICE_IOEVENTFD).then(|| dev.bars.owned.lock());
         match T::ioctl(dev, cmd, arg) {
             Ok(n) => n as c_long,
             Err(e) => e.to_errno() as c_long,
@@ -603,10 +799,63 @@ impl<T: VariantDriver> VfioOps<T> {
         // SAFETY: vfio passes the file position of the ongoing write, which
         // nothing else accesses during the call.
         let pos = unsafe { &mut *ppos };
+        let _users = dev.bars.users.read_lock();
         match T::write(dev, UserPtr::from_ptr(buf.cast_mut().cast()), count, pos) {
             Ok(n) => n,
             Err(e) => e.to_errno() as isize,
         }
+    }
+
+    /// # Safety
+    ///
+    /// Called by vfio as `vfio_device_ops.read`, as `write` above.
+    unsafe extern "C" fn read(
+        vdev: *mut bindings::vfio_device,
+        buf: *mut c_char,
+        count: usize,
+        ppos: *mut i64,
+    ) -> isize {
+        // SAFETY: vfio calls device callbacks only between `init` and `release`.
+        let dev = unsafe { Self::device(vdev) };
+        // The core reads BARs through their kernel mappings.
+        let _users = dev.bars.users.read_lock();
+        // SAFETY: The core device is valid; the arguments are vfio's own.
+        unsafe { bindings::vfio_pci_core_read(vdev, buf, count, ppos) }
+    }
+
+    /// # Safety
+    ///
+    /// Called by vfio as `vfio_device_ops.mmap`, as `write` above.
+    unsafe extern "C" fn mmap(
+        vdev: *mut bindings::vfio_device,
+        vma: *mut kernel::bindings::vm_area_struct,
+    ) -> c_int {
+        // SAFETY: The core device is valid; the VMA is being set up by mmap().
+        unsafe { bindings::dmabuf_vfio_device_mmap(vdev, vma, Some(Self::bar_huge_fault)) }
+    }
+
+    /// A huge fault of the device fd's mapping of BAR `bar`: the core's,
+    /// unless the BAR's pages may have several memory types.
+    ///
+    /// # Safety
+    ///
+    /// Called by the glue's `huge_fault` of a VMA that `mmap` set up, for the
+    /// core device `vdev` of a [`Device<T>`].
+    unsafe extern "C" fn bar_huge_fault(
+        vdev: *mut bindings::vfio_pci_core_device,
+        bar: c_uint,
+        vmf: *mut kernel::bindings::vm_fault,
+        order: c_uint,
+    ) -> kernel::bindings::vm_fault_t {
+        // SAFETY: The VMA holds the device fd, so the device is open, hence
+        // between `init` and `release`; the core device is at offset zero.
+        let dev = unsafe { Self::device(vdev.cast()) };
+        let _users = dev.bars.users.read_lock();
+        if order > 0 && dev.bar_memtype_freed(bar) {
+            return FaultOutcome::FALLBACK.into_raw();
+        }
+        // SAFETY: The fault is being handled on a VMA of the core's.
+        unsafe { bindings::dmabuf_vfio_core_huge_fault(vmf, order) }
     }
 }
 

@@ -170,7 +170,7 @@ impl VariantDriver for DmabufVfioPci {
     fn close_device(dev: &Device<Self>) {
         // Importers must be gone before the core disables the device.
         revoke::release_all(dev);
-        dev.core().close_device();
+        dev.close_core();
     }
 
     fn device_feature(dev: &Device<Self>, flags: u32, arg: UserPtr, argsz: usize) -> Result<i32> {
@@ -384,6 +384,7 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
             provider,
             owner: dev.serial,
             prefetchable: pci.bar_prefetchable(region),
+            region,
             exporter: pci.device().into(),
             ino: SetOnce::new(),
             revoked: Atomic::new(false),
@@ -468,6 +469,8 @@ struct ExportedBar {
     owner: u64,
     /// Whether the BAR is prefetchable, which write-combining needs.
     prefetchable: bool,
+    /// The BAR (region index).
+    region: u32,
     /// The exporting PCI function (names it in traces, after close too).
     exporter: ARef<device::Device>,
     /// The dma-buf's inode number, set once exported: the buffer's name in
@@ -510,6 +513,13 @@ impl ExportedBar {
             .device
             .as_ref()
             .and_then(|d| d.try_get_registration())
+    }
+
+    /// Whether the buffer maps any page of the physical range `[start, end)`.
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.ranges
+            .iter()
+            .any(|r| r.paddr < end && start < r.paddr + r.len)
     }
 
     /// Whether `dev` exported the buffer.
@@ -613,6 +623,12 @@ impl Exporter for ExportedBar {
     fn release(&self) {
         let device = self.state.lock().device.take();
         if let Some(device) = device {
+            if !self.state.lock().wc.is_empty() {
+                // The device fd's mappings of the ranges took their type.
+                let memory = device.core().memory_lock_write();
+                self.state.lock().wc.clear();
+                memory.zap_device_mappings(self.region);
+            }
             device.exports.lock().list.retain(|e| !ptr::eq(&***e, self));
         }
     }

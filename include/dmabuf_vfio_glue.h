@@ -60,6 +60,30 @@ int dmabuf_vfio_wc_reserve(phys_addr_t start, u64 size);
 void dmabuf_vfio_wc_release(phys_addr_t start, u64 size);
 
 /*
+ * A BAR's kernel mapping that reserves no memory type (x86 PAT), in place
+ * of vfio-pci-core's ioremap() (see glue.c), and the device fd's BAR
+ * mappings, whose huge faults the driver screens (the core's
+ * vm_operations_struct is static: only its address can be had, from a VMA).
+ */
+typedef vm_fault_t (*dmabuf_vfio_bar_huge_fault_fn)(
+	struct vfio_pci_core_device *vdev, unsigned int bar,
+	struct vm_fault *vmf, unsigned int order);
+bool dmabuf_vfio_memtypes_tracked(void);
+void __iomem *dmabuf_vfio_bar_map_untyped(struct pci_dev *pdev, int bar);
+void dmabuf_vfio_bar_unmap_untyped(void __iomem *map);
+void __iomem *dmabuf_vfio_bar_swap_map(struct vfio_pci_core_device *vdev,
+				       int bar, void __iomem *map);
+bool dmabuf_vfio_ioeventfds_in_use(struct vfio_pci_core_device *vdev);
+void dmabuf_vfio_bar_unmap_core(struct pci_dev *pdev, void __iomem *map);
+void dmabuf_vfio_bar_release_region(struct pci_dev *pdev, int bar);
+void dmabuf_vfio_zap_bar(struct vfio_pci_core_device *vdev, int bar);
+int dmabuf_vfio_device_mmap(struct vfio_device *vdev,
+			    struct vm_area_struct *vma,
+			    dmabuf_vfio_bar_huge_fault_fn huge_fault);
+vm_fault_t dmabuf_vfio_core_huge_fault(struct vm_fault *vmf,
+				       unsigned int order);
+
+/*
  * A count waited on until it drops to zero (wait_var_event() is a macro,
  * the wake needs the fully ordered atomic_long_dec_and_test()).
  */

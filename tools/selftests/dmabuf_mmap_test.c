@@ -576,36 +576,98 @@ TEST_F(mmap, feature_errors)
 }
 
 #define PAT_LIST "/sys/kernel/debug/x86/pat_memtype_list"
+#define PTDUMP "/sys/kernel/debug/page_tables/current_kernel"
 
-/* The errno a write-combining request on a prefetchable BAR gets here. */
-static int wc_expected(void)
+/* Whether PAT reserves exactly [@start, @end) as @type (x86 only). */
+static bool pat_reserves(uint64_t start, uint64_t end, const char *type)
+{
+	char needle[96];
+
+	snprintf(needle, sizeof(needle), "[mem 0x%016llx-0x%016llx] %s",
+		 (unsigned long long)start, (unsigned long long)end, type);
+	return file_has_line_with(PAT_LIST, needle);
+}
+
+/* Whether PAT reserves a range starting at @start as @type. */
+static bool pat_reserves_from(uint64_t start, const char *type)
+{
+	char needle[64];
+
+	snprintf(needle, sizeof(needle), "[mem 0x%016llx-", (unsigned long long)start);
+	return file_has_line_with_both(PAT_LIST, needle, type);
+}
+
+#define PTE_TYPE_LEN	16
+
+/*
+ * The memory types of the page-table entries that map @addrs in this
+ * process, from one read of the x86 page-table dump (under KASAN and TCG a
+ * read takes seconds): "WC" (PWT: index 1 of Linux's PAT), "UC-" (PCD:
+ * index 2), another combination, or "none" where nothing maps the address.
+ */
+static void pte_memtypes(const volatile uint8_t *const *addrs, char (*types)[PTE_TYPE_LEN], int n)
+{
+	unsigned long start, end;
+	char line[512];
+	FILE *f = fopen(PTDUMP, "r");
+
+	for (int i = 0; i < n; i++)
+		snprintf(types[i], PTE_TYPE_LEN, "%s", f ? "none" : "no ptdump");
+	while (f && fgets(line, sizeof(line), f)) {
+		bool pwt, pcd;
+
+		if (sscanf(line, "0x%lx-0x%lx", &start, &end) != 2)
+			continue;
+		pwt = strstr(line, " PWT ");
+		pcd = strstr(line, " PCD ");
+		for (int i = 0; i < n; i++) {
+			unsigned long a = (unsigned long)addrs[i];
+
+			if (a < start || a >= end)
+				continue;
+			if (pwt != pcd)
+				snprintf(types[i], PTE_TYPE_LEN, "%s", pwt ? "WC" : "UC-");
+			else
+				snprintf(types[i], PTE_TYPE_LEN, "PWT=%d PCD=%d", pwt, pcd);
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/* x86 with PAT: one physical page has one memory type, tracked by PAT. */
+static bool memtypes_tracked(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	/*
-	 * vfio-pci-core ioremap()s every BAR of an open device uncached-minus:
-	 * PAT would hand a write-combining mapping of it that type.
-	 */
-	return access(PAT_LIST, R_OK) ? -EOPNOTSUPP : -EBUSY;
+	return !access(PAT_LIST, R_OK);
 #else
-	return 0;
+	return false;
 #endif
 }
 
 /*
- * A mapping's memory type is the one asked for, or the request fails:
- * write-combining where the platform gives it, else an errno and no change
- * (GET still says uncached, PAT holds no write-combining entry for the
- * BAR); never on a non-prefetchable BAR; never while the buffer is mapped.
+ * A mapping's memory type is the one asked for: a write-combining buffer
+ * maps write-combining (PAT reserves its range so, its PTEs say so), the
+ * rest of the BAR stays uncached-minus in the device fd's mappings, huge
+ * ones included, and the device fd still reads and writes the BAR.  Never
+ * on a non-prefetchable BAR; never while the buffer is mapped.
  */
-TEST_F(mmap, write_combining)
+TEST_F_TIMEOUT(mmap, write_combining, 120)
 {
-	int buf = export1(self->h.device, 2, 0, 4 * PAGE), expected = wc_expected(), edu_buf;
-	char needle[64];
+	const char *bdf = test_dev("IVSHMEM");
+	uint64_t start = bar_start(bdf, 2);
+	int buf = export1(self->h.device, 2, 0, 4 * PAGE), edu_buf;
+	bool ptes = !access(PTDUMP, R_OK);
+	char types[5][PTE_TYPE_LEN];
+	const volatile uint8_t *at[5];
+	struct vfio_region_info info;
+	volatile uint8_t *m, *dev2m;
 	struct vfio_handle edu;
 	uint32_t attr = 0;
-	volatile uint8_t *m;
+	uint8_t byte;
 
 	ASSERT_GE(buf, 0);
+	ASSERT_EQ(0, vfio_region(self->h.device, VFIO_PCI_BAR2_REGION_INDEX, &info));
 	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_GET, &attr));
 	EXPECT_EQ(DMABUF_VFIO_PCI_MEMATTR_UNCACHED, attr);
 	attr = 7;
@@ -618,20 +680,25 @@ TEST_F(mmap, write_combining)
 	EXPECT_EQ(-EBUSY, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
 	attr = DMABUF_VFIO_PCI_MEMATTR_UNCACHED;
 	EXPECT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	if (memtypes_tracked())
+		EXPECT_TRUE(pat_reserves(start, start + self->bar_size, "uncached-minus"));
+	EXPECT_EQ(2, peek(m + PAGE));
+	if (ptes) {
+		at[0] = m + PAGE;
+		pte_memtypes(at, types, 1);
+		EXPECT_STREQ("UC-", types[0]);
+	}
 	munmap((void *)m, 4 * PAGE);
 
 	attr = DMABUF_VFIO_PCI_MEMATTR_WC;
-	EXPECT_EQ(expected, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
 	attr = 0;
 	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_GET, &attr));
-	EXPECT_EQ(expected ? DMABUF_VFIO_PCI_MEMATTR_UNCACHED : DMABUF_VFIO_PCI_MEMATTR_WC, attr);
-	if (expected == -EBUSY) {
-		snprintf(needle, sizeof(needle), "[mem 0x%016llx-",
-			 (unsigned long long)bar_start(test_dev("IVSHMEM"), 2));
-		EXPECT_TRUE(file_has_line_with(PAT_LIST, needle));
-		EXPECT_FALSE(file_has_line_with_both(PAT_LIST, needle, "write-combining")) {
-			TH_LOG("a refused request left a write-combining reservation");
-		}
+	EXPECT_EQ(DMABUF_VFIO_PCI_MEMATTR_WC, attr);
+	if (memtypes_tracked()) {
+		EXPECT_TRUE(pat_reserves(start, start + 4 * PAGE, "write-combining"));
+		/* vfio-pci-core's whole-BAR reservation is gone. */
+		EXPECT_FALSE(pat_reserves(start, start + self->bar_size, "uncached-minus"));
 	}
 
 	m = map_buf(buf, 4 * PAGE, 0);
@@ -644,7 +711,53 @@ TEST_F(mmap, write_combining)
 			EXPECT_EQ((uint8_t)(i * 7), self->bar[2 * PAGE + i]);
 			break;
 		}
+	/* The device fd's read() and write() go through the new kernel map. */
+	ASSERT_EQ(1, pread(self->h.device, &byte, 1, info.offset + 2 * PAGE + 3));
+	EXPECT_EQ((uint8_t)21, byte);
+	byte = 0x6b;
+	ASSERT_EQ(1, pwrite(self->h.device, &byte, 1, info.offset + 3 * PAGE + 1));
+	__sync_synchronize();
+	EXPECT_EQ(0x6b, m[3 * PAGE + 1]);
+	EXPECT_EQ(9, peek(self->bar + 8 * PAGE));
+	if (ptes) {
+		/*
+		 * A 2 MiB-aligned device-fd mapping of the BAR's start, where a
+		 * PMD entry would take the type of its first page for all.
+		 */
+		dev2m = map_aligned(self->h.device, 2 * MIB, 2 * MIB, 0, info.offset);
+		ASSERT_NE(MAP_FAILED, dev2m);
+		EXPECT_EQ(9, peek(dev2m + 8 * PAGE));
+		EXPECT_EQ(2, peek(dev2m + PAGE));
+		at[0] = m + 2 * PAGE;
+		at[1] = self->bar + 2 * PAGE;
+		at[2] = self->bar + 8 * PAGE;
+		at[3] = dev2m + PAGE;
+		at[4] = dev2m + 8 * PAGE;
+		pte_memtypes(at, types, 5);
+		TH_LOG("PTEs: buffer %s; device fd: buffer page %s, other page %s; 2 MiB-aligned: %s, %s",
+		       types[0], types[1], types[2], types[3], types[4]);
+		EXPECT_STREQ("WC", types[0]);
+		/* The device fd maps the buffer's pages with their one type... */
+		EXPECT_STREQ("WC", types[1]);
+		EXPECT_STREQ("WC", types[3]);
+		/* ...and the rest of the BAR uncached, huge mappings included. */
+		EXPECT_STREQ("UC-", types[2]);
+		EXPECT_STREQ("UC-", types[4]);
+		munmap((void *)dev2m, 2 * MIB);
+	}
 	munmap((void *)m, 4 * PAGE);
+
+	/* Uncached again: the reservation goes, the device fd's pages follow. */
+	attr = DMABUF_VFIO_PCI_MEMATTR_UNCACHED;
+	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	if (memtypes_tracked())
+		EXPECT_FALSE(pat_reserves_from(start, "write-combining"));
+	EXPECT_EQ(21, peek(self->bar + 2 * PAGE + 3));
+	if (ptes) {
+		at[0] = self->bar + 2 * PAGE;
+		pte_memtypes(at, types, 1);
+		EXPECT_STREQ("UC-", types[0]);
+	}
 	close(buf);
 
 	/* edu's BAR 0 is not prefetchable: never write-combined. */
@@ -655,6 +768,91 @@ TEST_F(mmap, write_combining)
 	EXPECT_EQ(-EINVAL, memattr(edu.device, edu_buf, VFIO_DEVICE_FEATURE_SET, &attr));
 	close(edu_buf);
 	vfio_handle_close(&edu);
+}
+
+static int ioeventfd(int device, uint64_t offset, int fd)
+{
+	struct vfio_device_ioeventfd req = {
+		.argsz = sizeof(req),
+		.flags = VFIO_DEVICE_IOEVENTFD_32,
+		.offset = offset,
+		.data = 0x1234,
+		.fd = fd,
+	};
+
+	return ioctl(device, VFIO_DEVICE_IOEVENTFD, &req) ? -errno : 0;
+}
+
+/*
+ * Where write-combining cannot be had, SET fails and changes nothing: an
+ * ioeventfd holds an address in vfio-pci-core's uncached mapping of the
+ * BAR; another mapping (sysfs resource2) holds the range uncached; another
+ * buffer maps pages of it uncached.  A buffer that overlaps a
+ * write-combining one cannot map the shared pages uncached: SIGBUS there,
+ * its other pages map.
+ */
+TEST_F(mmap, write_combining_refused)
+{
+	const char *bdf = test_dev("IVSHMEM");
+	uint64_t start = bar_start(bdf, 2);
+	int buf = export1(self->h.device, 2, 0, 4 * PAGE), other, efd, res;
+	struct vfio_region_info info;
+	volatile uint8_t *m, *o;
+	char path[256];
+	uint32_t attr;
+
+	if (!memtypes_tracked())
+		SKIP(return, "no PAT memtype list: memory types are not tracked here");
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(0, vfio_region(self->h.device, VFIO_PCI_BAR2_REGION_INDEX, &info));
+
+	efd = eventfd(0, 0);
+	ASSERT_GE(efd, 0);
+	ASSERT_EQ(0, ioeventfd(self->h.device, info.offset + 16 * PAGE, efd));
+	attr = DMABUF_VFIO_PCI_MEMATTR_WC;
+	EXPECT_EQ(-EBUSY, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	EXPECT_TRUE(pat_reserves(start, start + self->bar_size, "uncached-minus"));
+	EXPECT_FALSE(pat_reserves_from(start, "write-combining"));
+	ASSERT_EQ(0, ioeventfd(self->h.device, info.offset + 16 * PAGE, -1));
+	close(efd);
+
+	/* Another buffer maps the first page uncached. */
+	other = export1(self->h.device, 2, 0, 8 * PAGE);
+	ASSERT_GE(other, 0);
+	o = map_buf(other, 8 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, o);
+	EXPECT_EQ(1, peek(o));
+	EXPECT_EQ(-EBUSY, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	EXPECT_FALSE(pat_reserves_from(start, "write-combining"));
+	munmap((void *)o, 8 * PAGE);
+
+	/* sysfs maps the BAR's first pages uncached-minus. */
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource2", bdf);
+	res = open(path, O_RDWR);
+	ASSERT_GE(res, 0);
+	m = mmap(NULL, 4 * PAGE, PROT_READ, MAP_SHARED, res, 0);
+	if (m == MAP_FAILED && errno == EINVAL) {
+		/* CONFIG_IO_STRICT_DEVMEM: no mapping of a claimed BAR. */
+		TH_LOG("%s: mmap refused while vfio holds the BAR", path);
+	} else {
+		ASSERT_NE(MAP_FAILED, m) {
+			TH_LOG("mmap of %s: %s", path, strerror(errno));
+		}
+		EXPECT_EQ(-EBUSY, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+		EXPECT_FALSE(pat_reserves_from(start, "write-combining"));
+		munmap((void *)m, 4 * PAGE);
+	}
+	close(res);
+
+	/* Granted now; the overlapping buffer cannot map its first 4 pages. */
+	ASSERT_EQ(0, memattr(self->h.device, buf, VFIO_DEVICE_FEATURE_SET, &attr));
+	o = map_buf(other, 8 * PAGE, 0);
+	ASSERT_NE(MAP_FAILED, o);
+	EXPECT_EQ(-1, peek(o + PAGE));
+	EXPECT_EQ(6, peek(o + 5 * PAGE));
+	munmap((void *)o, 8 * PAGE);
+	close(other);
+	close(buf);
 }
 
 /*
