@@ -6,8 +6,10 @@
 //! `ENODEV`), tells every importer to drop its mappings
 //! (`dma_buf_invalidate_mappings()`), waits for the importers' fences, then
 //! waits until every DMA mapping is unmapped.  Only then may the BAR become
-//! unreachable.  Un-revoking clears the mark and invalidates again, which
-//! tells importers they may map anew.
+//! unreachable.  An event invalidates every buffer it revokes before it
+//! waits for any unmap, so late importers are waited for together.
+//! Un-revoking clears the mark and invalidates again, which tells importers
+//! they may map anew.
 //!
 //! A buffer is accessible while its device is open, decodes memory (as the
 //! user set it, and not in D3), is not in low power, and no event that
@@ -46,7 +48,7 @@ use crate::{
 use kernel::{
     impl_has_work, new_work,
     prelude::*,
-    sync::atomic::Relaxed,
+    sync::{atomic::Relaxed, Arc},
     workqueue::{Work, WorkItem},
 };
 
@@ -138,12 +140,36 @@ pub(crate) fn accessible(exports: &Exports, memory: &MemoryLockWrite<'_>) -> boo
 /// Revokes `bar`: afterwards no importer holds a mapping of it, and no
 /// process a CPU mapping.
 fn revoke(dev: &Device<DmabufVfioPci>, bar: &Exported<ExportedBar>, cause: Cause) {
+    start_revoke(dev, bar, cause);
+    bar.mappings.wait_zero();
+}
+
+/// Revokes every buffer of `bars`.  All of them are marked and their
+/// importers invalidated before the first wait, so an event waits for its
+/// slowest importer, not for the sum of every importer's delay (an importer
+/// may unmap after its invalidation callback, once its own hardware is
+/// done).  Afterwards no importer holds a mapping of any of them.
+fn revoke_each(dev: &Device<DmabufVfioPci>, bars: &[Arc<Exported<ExportedBar>>], cause: Cause) {
+    for bar in bars {
+        start_revoke(dev, bar, cause);
+    }
+    // Importers that unmapped from their invalidation callback are done;
+    // the last unmap of the others wakes us.  A buffer revoked before has
+    // no mappings, nor has one whose release began.
+    for bar in bars {
+        bar.mappings.wait_zero();
+    }
+}
+
+/// Marks `bar` revoked, removes its CPU mappings and tells its importers
+/// to unmap; they may do so later.
+fn start_revoke(dev: &Device<DmabufVfioPci>, bar: &Exported<ExportedBar>, cause: Cause) {
     // A buffer whose release began has no importers and no mappings left.
-    let revoked_now = bar.with_dmabuf(|buf| {
+    bar.with_dmabuf(|buf| {
         let resv = buf.lock_resv();
         let state = bar.state.lock();
         if bar.revoked() {
-            return false;
+            return;
         }
         bar.revoked.store(true, Relaxed);
         // A VMA made after this point has no pages yet, and its faults see
@@ -159,13 +185,7 @@ fn revoke(dev: &Device<DmabufVfioPci>, bar: &Exported<ExportedBar>, cause: Cause
         }
         resv.invalidate_mappings();
         resv.wait_idle();
-        true
     });
-    if revoked_now == Some(true) {
-        // Importers that unmap from their invalidation callback are done
-        // now; the others unmap later, and the last one wakes us.
-        bar.mappings.wait_zero();
-    }
 }
 
 /// Lets importers map `bar` again, unless it was revoked for good.
@@ -204,12 +224,12 @@ fn sync(
     if exports.synced == Some(accessible) {
         return;
     }
-    for bar in exports.list.iter() {
-        if accessible {
+    if accessible {
+        for bar in exports.list.iter() {
             unrevoke(dev, bar, cause);
-        } else {
-            revoke(dev, bar, cause);
         }
+    } else {
+        revoke_each(dev, &exports.list, cause);
     }
     exports.synced = Some(accessible);
 }
@@ -217,9 +237,7 @@ fn sync(
 /// Revokes every listed buffer without `memory_lock` (reset and error
 /// callbacks, where it may or may not be held).
 fn revoke_all(dev: &Device<DmabufVfioPci>, exports: &mut Exports, cause: Cause) {
-    for bar in exports.list.iter() {
-        revoke(dev, bar, cause);
-    }
+    revoke_each(dev, &exports.list, cause);
     exports.synced = Some(false);
 }
 
@@ -413,8 +431,8 @@ pub(crate) fn release_all(dev: &Device<DmabufVfioPci>) {
     // The next open resets the function and restores its state.
     exports.lost_state = false;
     exports.synced = None;
+    revoke_each(dev, &exports.list, Cause::Close);
     for bar in exports.list.drain_all() {
-        revoke(dev, &bar, Cause::Close);
         let device = {
             let mut state = bar.state.lock();
             // No mapping of it can fault again: its ranges are free to map

@@ -117,21 +117,26 @@ static struct stat3 time_import(struct side *s, const char *importer)
 	return summarize(v, RUNS);
 }
 
-/* K buffers of a side, each imported (and mapped) by M importers. */
+/*
+ * K buffers of a side, each imported (and mapped) by M importers, which
+ * unmap from their invalidation callback or, with @defer_ms, that much
+ * later (IMPORTER_DEFER).
+ */
 struct revoke_setup {
 	int k, m, *bufs, *imps;
 };
 
 static void revoke_setup(struct side *s, const char *importer, int k, int m,
-			 struct revoke_setup *rs)
+			 unsigned int defer_ms, struct revoke_setup *rs)
 {
+	uint32_t flags = IMPORTER_DYNAMIC_P2P | (defer_ms ? IMPORTER_DEFER : 0);
 	struct importer_map map;
 
 	*rs = (struct revoke_setup){ k, m, calloc(k, sizeof(int)), calloc(k * m, sizeof(int)) };
 	for (int i = 0; i < k; i++)
 		rs->bufs[i] = export_n(s->h.device, 1, 4 * PAGE);
 	for (int i = 0; i < k * m; i++) {
-		rs->imps[i] = importer_open(importer, rs->bufs[i / m], IMPORTER_DYNAMIC_P2P);
+		rs->imps[i] = importer_open_deferred(importer, rs->bufs[i / m], flags, defer_ms);
 		importer_map(rs->imps[i], &map);
 	}
 }
@@ -167,13 +172,13 @@ static void revoke_teardown(struct revoke_setup *rs)
  * host does meanwhile slows both alike.
  */
 static void time_revoke(struct side *a, struct side *b, const char *importer, int k, int m,
-			struct stat3 *ta, struct stat3 *tb)
+			unsigned int defer_ms, struct stat3 *ta, struct stat3 *tb)
 {
 	double va[REVOKE_RUNS], vb[REVOKE_RUNS];
 	struct revoke_setup ra, rb;
 
-	revoke_setup(a, importer, k, m, &ra);
-	revoke_setup(b, importer, k, m, &rb);
+	revoke_setup(a, importer, k, m, defer_ms, &ra);
+	revoke_setup(b, importer, k, m, defer_ms, &rb);
 	for (int r = 0; r < REVOKE_RUNS; r++) {
 		va[r] = revoke_round(a, &ra);
 		vb[r] = revoke_round(b, &rb);
@@ -246,6 +251,8 @@ int main(int argc, char **argv)
 	struct side *sides[] = { &ours, &theirs };
 	static const int km[][2] = { { 1, 1 }, { 16, 1 }, { 64, 1 }, { 1, 16 }, { 1, 64 },
 				     { 16, 16 }, { 64, 64 } };
+	static const int late[][2] = { { 1, 1 }, { 16, 1 }, { 64, 1 }, { 1, 16 }, { 16, 16 },
+				       { 64, 16 } };
 	double faults_ours, faults_theirs;
 	char what[64];
 	int buf;
@@ -283,7 +290,7 @@ int main(int argc, char **argv)
 		if (n < 1 || vfio_open(s->bdf, &s->h) || set_memory_enable(s->h.device, 1))
 			return 1;
 		v = calloc(n, sizeof(*v));
-		revoke_setup(s, importer, atoi(argv[3]), atoi(argv[4]), &rs);
+		revoke_setup(s, importer, atoi(argv[3]), atoi(argv[4]), 0, &rs);
 		for (int r = 0; r < n; r++)
 			v[r] = revoke_round(s, &rs);
 		revoke_teardown(&rs);
@@ -312,7 +319,17 @@ int main(int argc, char **argv)
 			 km[i][0], km[i][1]);
 		struct stat3 t_ours, t_theirs;
 
-		time_revoke(&ours, &theirs, importer, km[i][0], km[i][1], &t_ours, &t_theirs);
+		time_revoke(&ours, &theirs, importer, km[i][0], km[i][1], 0, &t_ours, &t_theirs);
+		row(what, "us", t_ours, t_theirs, true);
+	}
+	/* Importers that unmap 1 ms after their invalidation. */
+	for (unsigned int i = 0; i < ARRAY_SIZE(late); i++) {
+		snprintf(what, sizeof(what), "revoke + un-revoke, %d x %d, unmap +1 ms",
+			 late[i][0], late[i][1]);
+		struct stat3 t_ours, t_theirs;
+
+		time_revoke(&ours, &theirs, importer, late[i][0], late[i][1], 1, &t_ours,
+			    &t_theirs);
 		row(what, "us", t_ours, t_theirs, true);
 	}
 

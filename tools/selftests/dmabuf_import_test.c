@@ -26,12 +26,14 @@ FIXTURE_VARIANT(import) {
 	const char *driver;
 	bool merges_ranges;
 	bool iommufd_maps;
+	bool waits_once;
 };
 
 FIXTURE_VARIANT_ADD(import, ours) {
 	.exporter = "SW_IVSHMEM",
 	.driver = "dmabuf-vfio-pci",
 	.merges_ranges = true,
+	.waits_once = true,
 };
 
 FIXTURE_VARIANT_ADD(import, vfio_pci) {
@@ -304,6 +306,62 @@ TEST_F(import, revoke_waits_for_the_importer_to_unmap)
 	EXPECT_EQ(1, c.done);
 	close(imp);
 	close(buf);
+}
+
+#define LATE_BUFS	4
+#define LATE_MS		100
+
+/*
+ * An event invalidates the importers of every buffer before it waits for
+ * their unmaps: importers that give their mappings back late (a driver
+ * waiting for its hardware, IMPORTER_DEFER) are waited for together, so
+ * the event takes the slowest one's delay, not the sum.  Still no importer
+ * holds a mapping once the event proceeds.  In-tree vfio-pci waits buffer
+ * by buffer: it invalidates the next only after the last one unmapped.
+ */
+TEST_F(import, event_invalidates_every_buffer_before_waiting)
+{
+	uint64_t last_invalidated = 0, first_unmapped = UINT64_MAX;
+	int buf[LATE_BUFS], imp[LATE_BUFS];
+	struct importer_status st;
+	struct importer_map m;
+
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	for (int i = 0; i < LATE_BUFS; i++) {
+		buf[i] = export1(self->h.device, 2, i * PAGE, PAGE);
+		ASSERT_GE(buf[i], 0);
+		imp[i] = importer_open_deferred(self->importer, buf[i],
+						IMPORTER_DYNAMIC_P2P | IMPORTER_DEFER, LATE_MS);
+		ASSERT_GE(imp[i], 0);
+		ASSERT_EQ(0, importer_map(imp[i], &m));
+	}
+
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 0));
+	for (int i = 0; i < LATE_BUFS; i++) {
+		st = importer_status(imp[i]);
+		/* Waited for: every mapping was given back before it returned. */
+		EXPECT_EQ(0, st.mapped);
+		EXPECT_EQ(1, st.unmaps);
+		EXPECT_EQ(1, st.invalidations);
+		if (st.invalidated_ns > last_invalidated)
+			last_invalidated = st.invalidated_ns;
+		if (st.unmapped_ns < first_unmapped)
+			first_unmapped = st.unmapped_ns;
+	}
+	if (variant->waits_once) {
+		EXPECT_LT(last_invalidated, first_unmapped);
+	} else {
+		EXPECT_GT(last_invalidated, first_unmapped);
+	}
+	TH_LOG("last invalidation %+.1f ms after the first unmap",
+	       ((double)last_invalidated - (double)first_unmapped) / 1e6);
+
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	for (int i = 0; i < LATE_BUFS; i++) {
+		EXPECT_EQ(0, importer_map(imp[i], &m));
+		close(imp[i]);
+		close(buf[i]);
+	}
 }
 
 struct unbinder {

@@ -66,9 +66,11 @@ static inline int export1(int device, uint32_t region, uint64_t off, uint64_t le
 	return export1_flags(device, region, off, len, O_RDWR);
 }
 
-static inline int importer_open(const char *bdf, int dmabuf, uint32_t flags)
+/* An importer of @dmabuf on @bdf: IMPORTER_* @flags, @defer_ms with DEFER. */
+static inline int importer_open_deferred(const char *bdf, int dmabuf, uint32_t flags,
+					 uint32_t defer_ms)
 {
-	struct importer_attach a = { .dmabuf_fd = dmabuf, .flags = flags };
+	struct importer_attach a = { .dmabuf_fd = dmabuf, .flags = flags, .defer_ms = defer_ms };
 	int fd = open("/dev/dmabuf_test_importer", O_RDWR);
 
 	if (fd < 0)
@@ -81,6 +83,11 @@ static inline int importer_open(const char *bdf, int dmabuf, uint32_t flags)
 		return err;
 	}
 	return fd;
+}
+
+static inline int importer_open(const char *bdf, int dmabuf, uint32_t flags)
+{
+	return importer_open_deferred(bdf, dmabuf, flags, 0);
 }
 
 static inline int importer_map(int imp, struct importer_map *m)

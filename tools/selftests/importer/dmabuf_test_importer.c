@@ -23,7 +23,9 @@
 #include <linux/pci.h>
 #include <linux/pci-p2pdma.h>
 #include <linux/slab.h>
+#include <linux/timekeeping.h>
 #include <linux/uaccess.h>
+#include <linux/workqueue.h>
 
 #include "dmabuf_test_importer.h"
 
@@ -58,8 +60,12 @@ struct importer {
 	struct dma_buf_attachment *attach;
 	struct sg_table *sgt;		/* under the dma-buf's resv */
 	u32 flags;
+	u32 defer_ms;
+	struct delayed_work deferred_unmap;
 	atomic_t invalidations;
 	atomic_t unmaps;
+	u64 invalidated_ns;		/* under the dma-buf's resv */
+	u64 unmapped_ns;		/* under the dma-buf's resv */
 };
 
 static void importer_unmap_locked(struct importer *imp)
@@ -69,7 +75,18 @@ static void importer_unmap_locked(struct importer *imp)
 		return;
 	dma_buf_unmap_attachment(imp->attach, imp->sgt, DMA_BIDIRECTIONAL);
 	imp->sgt = NULL;
+	imp->unmapped_ns = ktime_get_ns();
 	atomic_inc(&imp->unmaps);
+}
+
+static void importer_deferred_unmap(struct work_struct *work)
+{
+	struct importer *imp = container_of(to_delayed_work(work),
+					    struct importer, deferred_unmap);
+
+	dma_resv_lock(imp->dmabuf->resv, NULL);
+	importer_unmap_locked(imp);
+	dma_resv_unlock(imp->dmabuf->resv);
 }
 
 static void importer_invalidate(struct dma_buf_attachment *attach)
@@ -77,8 +94,15 @@ static void importer_invalidate(struct dma_buf_attachment *attach)
 	struct importer *imp = attach->importer_priv;
 
 	atomic_inc(&imp->invalidations);
-	if (!(imp->flags & IMPORTER_HOLD))
+	imp->invalidated_ns = ktime_get_ns();
+	if (imp->flags & IMPORTER_DEFER) {
+		/* Nothing to give back, nothing to wait for (an un-revoke). */
+		if (imp->sgt)
+			schedule_delayed_work(&imp->deferred_unmap,
+					      msecs_to_jiffies(imp->defer_ms));
+	} else if (!(imp->flags & IMPORTER_HOLD)) {
 		importer_unmap_locked(imp);
+	}
 }
 
 static const struct dma_buf_attach_ops importer_revocable_ops = {
@@ -147,6 +171,7 @@ static int importer_attach(struct importer *imp, void __user *arg)
 		return PTR_ERR(dmabuf);
 	}
 	imp->flags = req.flags;
+	imp->defer_ms = req.defer_ms;
 	if (ops)
 		attach = dma_buf_dynamic_attach(dmabuf, &edu->pdev->dev, ops, imp);
 	else
@@ -328,6 +353,8 @@ static void importer_detach(struct importer *imp)
 {
 	if (!imp->attach)
 		return;
+	/* Not under the resv: the work takes it. */
+	cancel_delayed_work_sync(&imp->deferred_unmap);
 	importer_unmap(imp);
 	dma_buf_detach(imp->dmabuf, imp->attach);
 	dma_buf_put(imp->dmabuf);
@@ -357,6 +384,8 @@ static long importer_ioctl(struct file *file, unsigned int cmd,
 		if (imp->attach) {
 			dma_resv_lock(imp->dmabuf->resv, NULL);
 			st.mapped = !!imp->sgt;
+			st.invalidated_ns = imp->invalidated_ns;
+			st.unmapped_ns = imp->unmapped_ns;
 			dma_resv_unlock(imp->dmabuf->resv);
 		}
 		return copy_to_user((void __user *)arg, &st, sizeof(st)) ?
@@ -378,6 +407,7 @@ static int importer_open(struct inode *inode, struct file *file)
 
 	if (!imp)
 		return -ENOMEM;
+	INIT_DELAYED_WORK(&imp->deferred_unmap, importer_deferred_unmap);
 	file->private_data = imp;
 	return 0;
 }

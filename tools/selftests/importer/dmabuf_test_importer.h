@@ -19,11 +19,18 @@
 #define IMPORTER_REVOCABLE	(1 << 1)	/* has invalidate_mappings */
 /* On invalidation, keep the mapping until IMPORTER_UNMAP (proves waits). */
 #define IMPORTER_HOLD		(1 << 2)
+/*
+ * On invalidation, unmap defer_ms later from a work item: a driver that
+ * must wait for its own hardware before it gives a mapping back.
+ */
+#define IMPORTER_DEFER		(1 << 3)
 
 struct importer_attach {
 	char bdf[16];		/* importing device, bound to the importer */
 	__s32 dmabuf_fd;
 	__u32 flags;
+	__u32 defer_ms;		/* with IMPORTER_DEFER */
+	__u32 pad;
 };
 
 struct importer_map {
@@ -41,6 +48,8 @@ struct importer_status {
 	__u32 invalidations;	/* invalidate_mappings calls seen */
 	__u32 unmaps;		/* mappings given back */
 	__u32 pad;
+	__u64 invalidated_ns;	/* CLOCK_MONOTONIC of the last invalidation */
+	__u64 unmapped_ns;	/* CLOCK_MONOTONIC of the last unmap */
 };
 
 /* DMA by the importing device (QEMU edu engine) from the mapping. */
