@@ -23,9 +23,11 @@ dest=$pci/dmabuf-vfio-pci
 [ -f "$pci/Kconfig" ] && [ -f "$pci/Makefile" ] || { echo "$ksrc: not a Linux source tree" >&2; exit 1; }
 
 mkdir -p "$dest"
-# --checksum: unchanged files keep their timestamps (no rebuild); -t: changed
-# ones get the source's.
-(cd "$top" && rsync -rt --checksum --relative Kbuild Kconfig glue.c trace.c \
+# --checksum: unchanged files are left alone and keep their timestamps (no
+# rebuild); changed ones are written now, so they are newer than anything
+# built from their previous content (the source's own time may be older:
+# bindgen's output would then look up to date).
+(cd "$top" && rsync -r --checksum --relative Kbuild Kconfig glue.c trace.c \
 	$(ls ./*.rs | grep -v bindings_generated.rs) include "$dest/")
 
 grep -q 'dmabuf-vfio-pci/Kconfig' "$pci/Kconfig" ||

@@ -379,10 +379,15 @@ static long importer_ioctl(struct file *file, unsigned int cmd,
 		return importer_unmap(imp);
 	case IMPORTER_STATUS:
 		memset(&st, 0, sizeof(st));
+		/*
+		 * One snapshot under the resv: an exporter's wait may end in
+		 * the unmap call, before the count here is raised.
+		 */
+		if (imp->attach)
+			dma_resv_lock(imp->dmabuf->resv, NULL);
 		st.invalidations = atomic_read(&imp->invalidations);
 		st.unmaps = atomic_read(&imp->unmaps);
 		if (imp->attach) {
-			dma_resv_lock(imp->dmabuf->resv, NULL);
 			st.mapped = !!imp->sgt;
 			st.invalidated_ns = imp->invalidated_ns;
 			st.unmapped_ns = imp->unmapped_ns;
