@@ -5,7 +5,8 @@
 #   make              build dmabuf-vfio-pci.ko (against the cached test kernel,
 #                     or KDIR=/path/to/a/Rust-enabled/kernel/build/tree)
 #   make demo         install deps, build everything, boot a guest, show it work
-#   make bench        our exporter against in-tree vfio-pci's, side by side
+#   make bench        our exporter against in-tree vfio-pci's, side by side,
+#                     on Debian's stock kernel and on the test kernel
 #   make check        lint + every guest selftest; ends with "N passed, N failed"
 #   make install [INSTALL_MOD_PATH=/staging]
 #                     install the module into /lib/modules/<release>/updates/
@@ -115,7 +116,10 @@ selftests: modules
 demo: deps selftests
 	@$(src)/tools/selftests/run.sh --demo
 
+# Debian's stock kernel first (no KASAN, no lockdep: what users run), then
+# the test kernel.
 bench: deps selftests
+	@$(src)/tools/selftests/run.sh --stock-bench
 	@$(src)/tools/selftests/run.sh --bench
 
 check: deps kernel

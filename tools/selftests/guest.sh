@@ -20,6 +20,8 @@ set -u
 
 MODE=$1
 RES=$2
+# The benchmark alone, on the kernel MODE boots (run.sh --stock-bench).
+BENCH=${DMABUF_BENCH:-0}
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
 DRIVER=dmabuf-vfio-pci
@@ -239,7 +241,7 @@ if [ "$MODE" = demo ]; then
 fi
 
 # --- Benchmark ----------------------------------------------------------------
-if [ "$MODE" = bench ]; then
+if [ "$MODE" = bench ] || [ "$BENCH" = 1 ]; then
 	say ""
 	say "== dmabuf-vfio-pci bench ($(uname -r), $(date -u +%F)) =="
 	"$HERE/dmabuf_bench"
@@ -249,7 +251,7 @@ fi
 # --- Selftest binaries --------------------------------------------------------
 TESTS=()
 case $MODE in
-check | stock) TESTS=("$HERE"/*_test) ;;
+check | stock) [ "$BENCH" = 1 ] || TESTS=("$HERE"/*_test) ;;
 amd) TESTS=("$HERE/dmabuf_topology_test") ;;
 esac
 if [ "$MODE" = only ]; then
@@ -278,7 +280,7 @@ fi
 # --- Real users ----------------------------------------------------------------
 # QEMU 11 assigning a device bound to the driver, through both vfio backends
 # (qemu_e2e.sh; QEMU 11 is the guest root's own).
-if [ "$MODE" = check ] || [ "$MODE" = e2e ] || [ "$MODE" = stock ]; then
+if [ "$BENCH" != 1 ] && { [ "$MODE" = check ] || [ "$MODE" = e2e ] || [ "$MODE" = stock ]; }; then
 	for backend in legacy iommufd; do
 		if [ $backend = iommufd ] && [ ! -e /dev/iommu ]; then
 			skip "qemu11_${backend}_assigns_the_device" "this kernel has no iommufd"
@@ -352,7 +354,7 @@ demo_transcript() {
 	! grep -E '\[client [0-9]+\].*\[client [0-9]+\]' <<<"$out"
 }
 
-if [ "$MODE" = check ] || [ "$MODE" = stock ]; then
+if [ "$BENCH" != 1 ] && { [ "$MODE" = check ] || [ "$MODE" = stock ]; }; then
 	check demo_transcript_is_line_by_line demo_transcript
 	check modalias_is_vfio_variant modalias_is_vfio_variant
 	check unbind_rebind unbind_rebind

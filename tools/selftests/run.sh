@@ -44,6 +44,9 @@
 #                     kselftest arguments (e.g. 'dmabuf_mmap_test -r
 #                     mmap.huge_mappings'), for working on one test; judged
 #                     as a full run (results in results-only/)
+#   run.sh --stock-bench
+#                     runs the benchmark on Debian's own kernel, as --stock
+#                     boots it (results in results-stock-bench/)
 #   run.sh --stock    boots Debian's own kernel ($DISTRO_RELEASE, its image
 #                     and modules as Debian ships them, in the guest root)
 #                     with the module DKMS built for it (stock_stage.sh), and
@@ -56,6 +59,7 @@ TOP=$(cd "$HERE/../.." && pwd)
 . "$TOP/scripts/env.sh"
 
 MODE=check
+BENCH=0
 RES=$HERE/results
 CPU=()
 case "${1:-}" in
@@ -64,6 +68,7 @@ case "${1:-}" in
 --amd) MODE=amd RES=$HERE/results-amd CPU=(-cpu EPYC) ;;
 --e2e) MODE=e2e RES=$HERE/results-e2e ;;
 --stock) MODE=stock RES=$HERE/results-stock ;;
+--stock-bench) MODE=stock BENCH=1 RES=$HERE/results-stock-bench ;;
 --only) MODE=only RES=$HERE/results-only; shift; ONLY=("$@") ;;
 esac
 # The guest boots from a trixie root of its own, with QEMU 11 for
@@ -212,7 +217,7 @@ boot() {
 		--rwdir="$GUEST_RES=$RES" "${ro[@]}" \
 		--qemu-opts="${QEMU_OPTS[*]}" \
 		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0 dmabuf_results=$RES" \
-		--exec "env DMABUF_INSTALL_STAGE=$GUEST_RES/install DMABUF_STOCK_STAGE=$GUEST_RES/stage $HERE/guest.sh $MODE $GUEST_RES" </dev/null >"$RES/console.log" 2>&1 &
+		--exec "env DMABUF_INSTALL_STAGE=$GUEST_RES/install DMABUF_STOCK_STAGE=$GUEST_RES/stage DMABUF_BENCH=$BENCH $HERE/guest.sh $MODE $GUEST_RES" </dev/null >"$RES/console.log" 2>&1 &
 	local vng=$! rc dog
 	watchdog $vng &
 	dog=$!
@@ -295,7 +300,7 @@ timeline_summary
 if [ "$MODE" = demo ]; then
 	grep -v -E '^(ok|not ok) - bind_' "$RES/console.log" | sed -n '/== dmabuf-vfio-pci demo/,$p'
 fi
-if [ "$MODE" = bench ]; then
+if [ "$MODE" = bench ] || [ "$BENCH" = 1 ]; then
 	sed -n '/== dmabuf-vfio-pci bench/,$p' "$RES/console.log" | grep -v -E '^(ok|not ok) - '
 fi
 
@@ -337,5 +342,5 @@ fi
 	[ -f "$RES/complete" ] || echo "not ok - ${P}guest finished"
 	if [ -z "$splats" ]; then echo "ok - ${P}guest kernel log clean"; else echo "not ok - ${P}guest kernel log clean"; fi
 } >"$RES/final.tap"
-[ "$MODE" = demo ] || [ "$MODE" = bench ] || cat "$RES/final.tap"
+[ "$MODE" = demo ] || [ "$MODE" = bench ] || [ "$BENCH" = 1 ] || cat "$RES/final.tap"
 [ "$fail" = 0 ]
