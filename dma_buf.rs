@@ -32,7 +32,7 @@ use core::{
 use kernel::{
     device,
     error::{from_err_ptr, to_result},
-    ffi::{c_int, c_uint, c_void},
+    ffi::{c_char, c_int, c_uint, c_void},
     prelude::*,
     sync::{Arc, ArcBorrow, Mutex},
     types::{ForeignOwnable, Opaque},
@@ -333,13 +333,18 @@ impl<T: Exporter> DmaBufRef<T> {
     /// Names the dma-buf, as `DMA_BUF_SET_NAME` does: `/proc/<pid>/maps`
     /// shows the file of its mappings as `/dmabuf:<name>`, and `bufinfo`
     /// lists the name.  Both show at most `DMA_BUF_NAME_LEN - 1` bytes.
-    pub(crate) fn set_name(&self, name: &CStr) -> Result {
-        // SAFETY: `name` is a NUL-terminated string.
-        let copy =
-            unsafe { kernel::bindings::kstrdup(name.as_char_ptr(), kernel::bindings::GFP_KERNEL) };
-        if copy.is_null() {
-            return Err(ENOMEM);
+    /// The name is the concatenation of `parts`, built in one allocation
+    /// without formatting: exports are a hot path.
+    pub(crate) fn set_name(&self, parts: &[&[u8]]) -> Result {
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut name = KVec::with_capacity(len + 1, GFP_KERNEL)?;
+        for part in parts {
+            name.extend_from_slice(part, GFP_KERNEL)?;
         }
+        name.push(0, GFP_KERNEL)?;
+        // A `KVec` is kmalloc()ed: the dma-buf core kfree()s the name.
+        let (copy, _, _) = name.into_raw_parts();
+        let copy = copy.cast::<c_char>();
         let raw = self.as_raw();
         // SAFETY: The dma-buf is valid while referenced; its name is read and
         // replaced under `name_lock` only, and freed (kfree) by its release.
@@ -350,7 +355,7 @@ impl<T: Exporter> DmaBufRef<T> {
             kernel::bindings::spin_unlock(addr_of_mut!((*raw).name_lock));
             old
         };
-        // SAFETY: The replaced name was kmalloc()ed (kstrdup, strndup_user)
+        // SAFETY: The replaced name was kmalloc()ed (here, strndup_user)
         // and is no longer reachable.
         unsafe { kernel::bindings::kfree(old.cast()) };
         Ok(())

@@ -15,7 +15,6 @@ use kernel::{
     alloc::flags,
     device,
     prelude::*,
-    str::CString,
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
@@ -405,11 +404,12 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
     let buf = dma_buf::export(&module, &bar, size, open_flags)?;
     // Which device and BAR, in /proc/<pid>/maps and bufinfo; 26 bytes at
     // most, DMA_BUF_NAME_LEN shows 31.
-    buf.set_name(&CString::try_from_fmt(fmt!(
-        "vfio-pci {} bar{}",
-        pci.device().name(),
-        region
-    ))?)?;
+    buf.set_name(&[
+        b"vfio-pci ",
+        pci.device().name().to_bytes(),
+        b" bar",
+        &[b'0' + region as u8],
+    ])?;
     {
         let memory = dev.core().memory_lock_write();
         let mut exports = dev.exports.lock();
