@@ -160,6 +160,12 @@ QEMU_OPTS=(
 	# QEMU without a word on the console: the log says so.
 	-D "$RES/qemu.log" -d cpu_reset
 )
+# Benchmarks on an instruction clock: with -icount the guest's time is the
+# count of instructions it ran (shift=0: 1 ns each) on one host thread, so
+# a figure is the work done, whatever else the host does meanwhile.
+if [ "$MODE" = bench ] || [ "$BENCH" = 1 ]; then
+	[ "${DMABUF_BENCH_ICOUNT:-1}" = 1 ] && QEMU_OPTS+=(-icount shift=0,align=off,sleep=off)
+fi
 
 # No verdict comes from a total time: a guest is stopped only when it makes
 # no progress (no file of its own in $RES changes: the timeline, a test's
