@@ -22,7 +22,7 @@
 //!   host bridge, which only AMD Zen (family 0x17 and newer) CPUs and the
 //!   host bridges of [`HOST_BRIDGE_ALLOW_LIST`] are trusted to route.
 
-use crate::pci_ext::{self, PciFunction};
+use crate::kernel_ext::pci::{self, PciFunction};
 use kernel::{device, prelude::*, sync::Mutex};
 
 /// How an importing device reaches an exported BAR.
@@ -255,7 +255,7 @@ fn path_to_root(function: &PciFunction) -> Result<(KVec<PathNode>, HostBridge)> 
 
 /// The CPU's peer-to-peer routing capability, as `cpu_supports_p2pdma()` sees it.
 fn cpu() -> Cpu {
-    if pci_ext::cpu_is_amd_zen() {
+    if pci::cpu_is_amd_zen() {
         Cpu::AmdZen
     } else {
         Cpu::Other

@@ -6,8 +6,17 @@
 //! C header: [`include/linux/pci.h`](srctree/include/linux/pci.h)
 //!
 //! Raw `struct pci_dev` accesses of the module live here.
+//!
+//! Upstream `rust/kernel/pci.rs` has `pci::Device` for a bound driver: its
+//! IDs, `resource_start()`/`resource_len()`, `TryFrom<&device::Device>`,
+//! config space I/O and BAR mappings.  This file adds what the exporter needs
+//! of any PCI function (bound to it or not): [`PciFunction`] with its BARs'
+//! prefetchable flag and [`P2pProvider`]s, capability offsets, ACS
+//! redirection, bus identity, upstream bridge and host bridge; the CPU check
+//! of `cpu_supports_p2pdma()`.  It describes the PCI topology only: what a
+//! route means for peer-to-peer DMA is the driver's `p2pdma.rs`.
 
-use crate::vfio::bindings;
+use crate::kernel_ext::bindings;
 use core::ptr;
 use kernel::{device, types::Opaque};
 
