@@ -250,25 +250,33 @@ pub(crate) fn settle(dev: &Device<DmabufVfioPci>, cause: Cause) {
 }
 
 /// Runs `event` (which resets or powers down the device) with every buffer
-/// revoked, then settles them.
-pub(crate) fn across_event<R>(
+/// revoked, then settles them; `restored` tells from the event's result,
+/// under `memory_lock`, whether the device's state is known again (see
+/// [`Exports::lost_state`]).
+fn across_event<R>(
     dev: &Device<DmabufVfioPci>,
     cause: Cause,
     event: impl FnOnce() -> R,
+    restored: impl FnOnce(&R, &MemoryLockWrite<'_>) -> bool,
 ) -> R {
     {
-        let memory = dev.core().memory_lock_write();
+        // With an event in progress no buffer is accessible, whatever the
+        // memory state: revoking needs only the export list, as in
+        // `reset_prepare`.
         let mut exports = dev.exports.lock();
         exports.in_progress += 1;
-        sync(dev, &mut exports, &memory, cause);
+        if exports.synced != Some(false) {
+            revoke_all(dev, &mut exports, cause);
+        }
     }
     let ret = event();
-    {
-        let memory = dev.core().memory_lock_write();
-        let mut exports = dev.exports.lock();
-        exports.in_progress -= 1;
-        sync(dev, &mut exports, &memory, cause);
+    let memory = dev.core().memory_lock_write();
+    let mut exports = dev.exports.lock();
+    exports.in_progress -= 1;
+    if restored(&ret, &memory) {
+        exports.lost_state = false;
     }
+    sync(dev, &mut exports, &memory, cause);
     ret
 }
 
@@ -280,19 +288,7 @@ pub(crate) fn across_user_reset(
     cause: Cause,
     reset: impl FnOnce() -> Result<isize>,
 ) -> Result<isize> {
-    across_event(dev, cause, || {
-        let ret = reset();
-        if ret.is_ok() {
-            dev.exports.lock().lost_state = false;
-        }
-        ret
-    })
-}
-
-/// The user enabled memory decode: vfio-pci-core restored BARs the device
-/// lost in the same write, so an error recovery's lost state is over.
-fn user_restored(dev: &Device<DmabufVfioPci>) {
-    dev.exports.lock().lost_state = false;
+    across_event(dev, cause, reset, |ret, _| ret.is_ok())
 }
 
 /// The link froze (or failed): revokes everything, without `memory_lock`
@@ -520,12 +516,7 @@ pub(crate) fn across_config_write(
     cause: Cause,
     write: impl FnOnce() -> Result<isize>,
 ) -> Result<isize> {
-    across_event(dev, cause, || {
-        let ret = write();
-        if ret.is_ok() && cause == Cause::Memory && dev.core().memory_lock_write().memory_enabled()
-        {
-            user_restored(dev);
-        }
-        ret
+    across_event(dev, cause, write, |ret, memory| {
+        ret.is_ok() && cause == Cause::Memory && memory.memory_enabled()
     })
 }

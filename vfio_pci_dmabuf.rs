@@ -312,24 +312,48 @@ fn page_aligned(value: u64) -> bool {
     value & (kernel::page::PAGE_SIZE as u64 - 1) == 0
 }
 
+/// Ranges of an export request copied to the stack; requests with more go
+/// to the heap.  QEMU asks for one range per buffer.
+const INLINE_REQUEST_RANGES: usize = 16;
+
 /// The `(offset, length)` ranges of an export request, as copied from the
 /// user.
-struct RequestedRanges(KVec<u8>);
+struct RequestedRanges<'a>(&'a [u8]);
 
-impl RequestedRanges {
-    /// Copies `nr_ranges` ranges from behind the request header and checks
-    /// them as the in-tree exporter does before it looks at the BAR, in its
-    /// order, with its errnos; returns them and the total size.
-    fn read(arg: UserPtr, nr_ranges: u32) -> Result<(Self, u64)> {
+/// Where [`RequestedRanges::read`] copies a request's ranges to: the
+/// stack for a few, the heap for more.
+struct RequestBuffer {
+    inline: [u8; INLINE_REQUEST_RANGES * DMA_RANGE_SIZE],
+    heap: KVec<u8>,
+}
+
+impl RequestBuffer {
+    fn new() -> Self {
+        Self {
+            inline: [0; INLINE_REQUEST_RANGES * DMA_RANGE_SIZE],
+            heap: KVec::new(),
+        }
+    }
+}
+
+impl<'a> RequestedRanges<'a> {
+    /// Copies `nr_ranges` ranges from behind the request header into `buf`
+    /// and checks them as the in-tree exporter does before it looks at the
+    /// BAR, in its order, with its errnos; returns them and the total size.
+    fn read(arg: UserPtr, nr_ranges: u32, buf: &'a mut RequestBuffer) -> Result<(Self, u64)> {
         let bytes = usize::try_from(nr_ranges)
             .ok()
             .and_then(|n| n.checked_mul(DMA_RANGE_SIZE))
             .ok_or(EOVERFLOW)?;
-        let mut raw = KVec::new();
         let ranges_ptr = UserPtr::from_addr(arg.as_const_ptr() as usize + DMA_BUF_HEADER_SIZE);
-        UserSlice::new(ranges_ptr, bytes)
-            .read_all(&mut raw, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
-        let requested = Self(raw);
+        let user = UserSlice::new(ranges_ptr, bytes);
+        let requested = if let Some(inline) = buf.inline.get_mut(..bytes) {
+            user.reader().read_slice(inline)?;
+            Self(inline)
+        } else {
+            user.read_all(&mut buf.heap, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+            Self(&buf.heap)
+        };
 
         let mut size = 0u64;
         for (offset, len) in requested.iter() {
@@ -359,23 +383,57 @@ impl RequestedRanges {
     /// ones that follow each other physically merged; checked as the in-tree
     /// exporter's `vfio_pci_core_fill_phys_vec()` does, after the BAR's
     /// P2PDMA provider.
-    fn phys_ranges(&self, bar: (u64, u64)) -> Result<KVec<PhysRange>> {
+    fn phys_ranges(&self, bar: (u64, u64)) -> Result<PhysRanges> {
         let (start, bar_len) = bar;
         let bar_end = start.checked_add(bar_len).ok_or(EINVAL)?;
-        let mut phys: KVec<PhysRange> =
-            KVec::with_capacity(self.iter().len(), flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+        let mut last: Option<PhysRange> = None;
+        let mut earlier = KVec::new();
         for (offset, len) in self.iter() {
             let paddr = start.checked_add(offset).ok_or(EOVERFLOW)?;
             let end = paddr.checked_add(len).ok_or(EOVERFLOW)?;
             if end > bar_end {
                 return Err(EINVAL);
             }
-            match phys.last_mut() {
+            match last.as_mut() {
                 Some(last) if last.paddr + last.len == paddr => last.len += len,
-                _ => phys.push(PhysRange { paddr, len }, flags::GFP_KERNEL)?,
+                Some(last) => {
+                    if earlier.capacity() == 0 {
+                        earlier = KVec::with_capacity(
+                            self.iter().len(),
+                            flags::GFP_KERNEL | flags::__GFP_NOWARN,
+                        )?;
+                    }
+                    earlier.push(*last, flags::GFP_KERNEL)?;
+                    *last = PhysRange { paddr, len };
+                }
+                None => last = Some(PhysRange { paddr, len }),
             }
         }
-        Ok(phys)
+        // The request has at least one range.
+        let last = last.ok_or(EINVAL)?;
+        if earlier.is_empty() {
+            return Ok(PhysRanges::One([last]));
+        }
+        earlier.push(last, flags::GFP_KERNEL)?;
+        Ok(PhysRanges::Many(earlier))
+    }
+}
+
+/// The CPU physical ranges of a buffer, in buffer order.  One range, the
+/// common case, needs no allocation of its own.
+enum PhysRanges {
+    One([PhysRange; 1]),
+    Many(KVec<PhysRange>),
+}
+
+impl core::ops::Deref for PhysRanges {
+    type Target = [PhysRange];
+
+    fn deref(&self) -> &[PhysRange] {
+        match self {
+            Self::One(range) => range,
+            Self::Many(ranges) => ranges,
+        }
     }
 }
 
@@ -394,7 +452,8 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
         return Err(ENODEV);
     }
     let pci = dev.core().pci();
-    let (requested, size) = RequestedRanges::read(arg, nr_ranges)?;
+    let mut request = RequestBuffer::new();
+    let (requested, size) = RequestedRanges::read(arg, nr_ranges, &mut request)?;
     // A BAR without a provider (an I/O BAR) fails before its ranges are
     // placed in it, as in vfio-pci.
     let provider = pci.p2pdma_provider(region).ok_or(EINVAL)?;
@@ -484,7 +543,7 @@ struct BufferState {
 #[pin_data]
 struct ExportedBar {
     /// CPU physical ranges, in buffer order.
-    ranges: KVec<PhysRange>,
+    ranges: PhysRanges,
     /// Total size in bytes.
     size: u64,
     /// The BAR's P2PDMA provider (PCI bus offset).
@@ -645,9 +704,12 @@ impl Exporter for ExportedBar {
     }
 
     fn release(&self) {
-        let device = self.state.lock().device.take();
+        let (device, wc) = {
+            let mut state = self.state.lock();
+            (state.device.take(), !state.wc.is_empty())
+        };
         if let Some(device) = device {
-            if !self.state.lock().wc.is_empty() {
+            if wc {
                 // The device fd's mappings of the ranges took their type.
                 let memory = device.core().memory_lock_write();
                 self.state.lock().wc.clear();

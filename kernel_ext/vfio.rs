@@ -346,6 +346,16 @@ impl<T: VariantDriver> Drop for DeviceRegistration<T> {
 /// Number of standard BARs (`PCI_STD_NUM_BARS`).
 const NUM_BARS: u32 = 6;
 
+/// Bits of a device fd offset below the region index.
+const VFIO_PCI_OFFSET_SHIFT: u32 = 40;
+
+/// Whether a `read()` or `write()` of the device fd at `pos` may go through
+/// a BAR's kernel mapping: the regions of the six BARs do; the ROM, config
+/// space and VGA regions have mappings of their own or none.
+fn reaches_bar_map(pos: i64) -> bool {
+    (0..i64::from(NUM_BARS)).contains(&(pos >> VFIO_PCI_OFFSET_SHIFT))
+}
+
 /// `VFIO_DEVICE_IOEVENTFD`: `_IO(VFIO_TYPE, VFIO_BASE + 16)`.
 const VFIO_DEVICE_IOEVENTFD: u32 = (b';' as u32) << 8 | (100 + 16);
 
@@ -784,7 +794,7 @@ impl<T: VariantDriver> VfioOps<T> {
         // SAFETY: vfio passes the file position of the ongoing write, which
         // nothing else accesses during the call.
         let pos = unsafe { &mut *ppos };
-        let _users = dev.bars.users.read_lock();
+        let _users = reaches_bar_map(*pos).then(|| dev.bars.users.read_lock());
         match T::write(dev, UserPtr::from_ptr(buf.cast_mut().cast()), count, pos) {
             Ok(n) => n,
             Err(e) => e.to_errno() as isize,
@@ -803,7 +813,8 @@ impl<T: VariantDriver> VfioOps<T> {
         // SAFETY: vfio calls device callbacks only between `init` and `release`.
         let dev = unsafe { Self::device(vdev) };
         // The core reads BARs through their kernel mappings.
-        let _users = dev.bars.users.read_lock();
+        // SAFETY: vfio passes the file position of the ongoing read.
+        let _users = reaches_bar_map(unsafe { *ppos }).then(|| dev.bars.users.read_lock());
         // SAFETY: The core device is valid; the arguments are vfio's own.
         unsafe { bindings::vfio_pci_core_read(vdev, buf, count, ppos) }
     }
