@@ -69,7 +69,7 @@ RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs \
 	$(src)/kernel_ext/*.rs $(src)/kernel_ext/*/*.rs))
 C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)
 
-.PHONY: all modules deps kernel demo bench check check-under-load lint fmt rustfmt-check clippy \
+.PHONY: all modules deps kernel demo bench bench-stable check check-under-load lint fmt rustfmt-check clippy \
 	checkpatch selftests install headers_install intree clean
 
 all: modules
@@ -123,6 +123,16 @@ demo: deps selftests
 bench: deps selftests
 	@$(src)/tools/selftests/run.sh --stock-bench
 	@$(src)/tools/selftests/run.sh --bench
+
+# Debian's stock kernel's table three times, folded into one
+# (tools/selftests/bench_summary.py): how far each row moves between boots.
+bench-stable: deps selftests
+	@for i in 1 2 3; do \
+		log=$(src)/tools/selftests/results-stock-bench.$$i.log; \
+		echo "[bench] boot $$i of 3 ($$log)"; \
+		$(src)/tools/selftests/run.sh --stock-bench >$$log 2>&1 || { cat $$log; exit 1; }; \
+	done
+	@$(src)/tools/selftests/bench_summary.py $(src)/tools/selftests/results-stock-bench.[123].log
 
 check: deps kernel
 	@$(src)/scripts/check.sh
