@@ -64,7 +64,9 @@ ENV := source $(src)/scripts/env.sh &&
 KMAKE = $(ENV) $(MAKE) -C $(KDIR) M=$(src) LLVM=$(LLVM) BINDGEN=$$BINDGEN \
 	$(if $(LLVM),,CC=$(CC)) CONFIG_DMABUF_VFIO_PCI=m
 
-RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs))
+# The driver logic at the top, the abstraction layer below kernel_ext/.
+RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs \
+	$(src)/kernel_ext/*.rs $(src)/kernel_ext/*/*.rs))
 C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)
 
 .PHONY: all modules deps kernel demo bench bench-stable check check-under-load lint fmt rustfmt-check clippy \

@@ -5,13 +5,12 @@
 //! device's counters and every live buffer with its ranges, state, memory
 //! attribute, importers (with the route their maps take) and CPU mappings.
 
-use crate::{
-    global::{ModuleGlobal, Published},
-    revoke::Cause,
+use crate::kernel_ext::{
+    mm::virt::MemAttr,
+    module::{ModuleGlobal, Published},
     vfio::BackRef,
-    vm::MemAttr,
-    DmabufVfioPci,
 };
+use crate::{revoke::Cause, DmabufVfioPci};
 use kernel::{
     debugfs::{Dir, Scope},
     fmt,

@@ -23,10 +23,13 @@
 //! closed (the buffer is then revoked for good) faults get `SIGBUS`, and a
 //! fault pins the device's vfio registration before it takes `memory_lock`.
 
-use crate::dma_buf::{DmaBufRef, PhysRange};
-use crate::vfio::{bindings as uapi, Device};
-use crate::vm::{pfns_have_struct_pages, Fault, FaultOutcome, MemAttr, NewVma, WcReservation};
-use crate::{trace, BufferState, DmabufVfioPci, ExportedBar};
+use crate::kernel_ext::{
+    dma_buf::{DmaBufRef, PhysRange},
+    mm::virt::{pfns_have_struct_pages, Fault, FaultOutcome, MemAttr, NewVma, WcReservation},
+    tracepoint as trace, uapi,
+    vfio::Device,
+};
+use crate::{BufferState, DmabufVfioPci, ExportedBar};
 use core::ptr;
 use kernel::{
     page::{PAGE_SHIFT, PAGE_SIZE},

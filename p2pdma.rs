@@ -22,7 +22,7 @@
 //!   host bridge, which only AMD Zen (family 0x17 and newer) CPUs and the
 //!   host bridges of [`HOST_BRIDGE_ALLOW_LIST`] are trusted to route.
 
-use crate::pci_ext::{self, PciFunction};
+use crate::kernel_ext::pci::{self, PciFunction};
 use kernel::{device, prelude::*, sync::Mutex};
 
 /// How an importing device reaches an exported BAR.
@@ -97,6 +97,9 @@ pub(crate) enum Cpu {
     /// Anything else.
     Other,
 }
+
+/// A PCI hierarchy is at most 256 buses deep.
+const MAX_PATH_LEN: usize = 256;
 
 /// Any device ID of the vendor.
 const ANY_DEVICE: u16 = 0xffff;
@@ -228,6 +231,37 @@ pub(crate) fn cached_importer_map_type(
     Ok(kind)
 }
 
+/// `function` and its upstream bridges up to the root bus, and the host
+/// bridge they end at.
+fn path_to_root(function: &PciFunction) -> Result<(KVec<PathNode>, HostBridge)> {
+    let mut path = KVec::new();
+    let mut node = Some(function);
+    while let Some(function) = node.filter(|_| path.len() < MAX_PATH_LEN) {
+        path.push(
+            PathNode {
+                id: function.id(),
+                acs_redirect: function.acs_redirect(),
+            },
+            GFP_KERNEL,
+        )?;
+        node = function.upstream_bridge();
+    }
+    let host = HostBridge {
+        id: function.host_bridge_id(),
+        root_device: function.host_bridge_root_device(),
+    };
+    Ok((path, host))
+}
+
+/// The CPU's peer-to-peer routing capability, as `cpu_supports_p2pdma()` sees it.
+fn cpu() -> Cpu {
+    if pci::cpu_is_amd_zen() {
+        Cpu::AmdZen
+    } else {
+        Cpu::Other
+    }
+}
+
 pub(crate) fn importer_map_type(
     provider: &PciFunction,
     importer: &device::Device,
@@ -235,8 +269,8 @@ pub(crate) fn importer_map_type(
     let Some(importer) = PciFunction::from_device(importer) else {
         return Ok(MapType::NotSupported);
     };
-    let (provider_path, provider_host) = provider.path_to_root()?;
-    let (importer_path, importer_host) = importer.path_to_root()?;
+    let (provider_path, provider_host) = path_to_root(provider)?;
+    let (importer_path, importer_host) = path_to_root(importer)?;
     let (kind, _distance) = map_type(
         &Endpoint {
             path: &provider_path,
@@ -246,7 +280,7 @@ pub(crate) fn importer_map_type(
             path: &importer_path,
             host: importer_host,
         },
-        pci_ext::cpu(),
+        cpu(),
     );
     Ok(kind)
 }

@@ -39,12 +39,14 @@
 //! reservation lock → the buffer's state.  A dma-buf's release takes the
 //! link alone, then the state, then the export list.
 
-use crate::pci_ext::{PCI_CAP_ID_AF, PCI_COMMAND};
-use crate::vfio::{CoreDevice, Device, DeviceRegistration, MemoryLockWrite};
-use crate::{
+use crate::kernel_ext::{
     dma_buf::{DmaBufRef, Exported},
-    trace, wq, DmabufVfioPci, ExportedBar, Exports,
+    pci::{PCI_CAP_ID_AF, PCI_COMMAND},
+    tracepoint as trace,
+    vfio::{CoreDevice, Device, DeviceRegistration, MemoryLockWrite},
+    workqueue as wq,
 };
+use crate::{DmabufVfioPci, ExportedBar, Exports};
 use kernel::{
     impl_has_work, new_work,
     prelude::*,

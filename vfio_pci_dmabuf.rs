@@ -23,25 +23,49 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
+// The driver logic: safe Rust, no FFI.
 mod debugfs;
-mod dma_buf;
-mod global;
 mod mmap;
 mod p2pdma;
-mod pci_ext;
 mod revoke;
-mod trace;
-mod vfio;
-mod vm;
-mod wait;
-mod wq;
 
-use dma_buf::{Attachment, DmaDirection, DmaTable, Exported, Exporter, PhysRange};
+// The abstraction layer: every raw C call of the crate.
+mod kernel_ext {
+    //! Safe abstractions over the C APIs the driver uses, shaped as the
+    //! kernel crate's own: each file is named after the `rust/kernel/` file
+    //! it would extend or add upstream, and says what upstream has already.
+    //! The layer imports nothing from the driver logic; it builds on
+    //! `kernel` and on the module's own [`bindings`].
+
+    pub(crate) mod bindings;
+    pub(crate) mod dma_buf;
+    pub(crate) mod mm {
+        //! Memory management (`rust/kernel/mm/`).
+        pub(crate) mod virt;
+    }
+    pub(crate) mod module;
+    pub(crate) mod pci;
+    pub(crate) mod sync {
+        //! Synchronization primitives (`rust/kernel/sync/`).
+        pub(crate) mod wait;
+    }
+    pub(crate) mod tracepoint;
+    pub(crate) mod uapi;
+    pub(crate) mod vfio;
+    pub(crate) mod workqueue;
+}
+
+use kernel_ext::{
+    dma_buf::{self, Attachment, DmaDirection, DmaTable, Exported, Exporter, PhysRange},
+    mm::virt::{Fault, FaultOutcome, MemAttr, NewVma, WcReservation},
+    module,
+    pci::P2pProvider,
+    sync::wait::ZeroWaitCount,
+    tracepoint as trace, uapi,
+    vfio::{self, CoreDevice, Device, DeviceRegistration, Registration, VariantDriver},
+    workqueue as wq,
+};
 use p2pdma::MapType;
-use pci_ext::P2pProvider;
-use vfio::{bindings as uapi, CoreDevice, Device, DeviceRegistration, Registration, VariantDriver};
-use vm::{Fault, FaultOutcome, MemAttr, NewVma, WcReservation};
-use wait::ZeroWaitCount;
 
 module! {
     type: DmabufVfioPciModule,
@@ -701,7 +725,7 @@ struct DmabufVfioPciModule {
     // removes their debugfs directories.
     _driver: Registration<DmabufVfioPci>,
     _queue: wq::ModuleQueue,
-    _debugfs: global::Published<kernel::debugfs::Dir>,
+    _debugfs: module::Published<kernel::debugfs::Dir>,
 }
 
 impl kernel::Module for DmabufVfioPciModule {

@@ -28,7 +28,7 @@ mkdir -p "$dest"
 # built from their previous content (the source's own time may be older:
 # bindgen's output would then look up to date).
 (cd "$top" && rsync -r --checksum --relative Kbuild Kconfig glue.c trace.c \
-	$(ls ./*.rs | grep -v bindings_generated.rs) include "$dest/")
+	$(ls ./*.rs | grep -v bindings_generated.rs) kernel_ext include "$dest/")
 
 grep -q 'dmabuf-vfio-pci/Kconfig' "$pci/Kconfig" ||
 	sed -i 's|^endmenu$|source "drivers/vfio/pci/dmabuf-vfio-pci/Kconfig"\n\nendmenu|' "$pci/Kconfig"

@@ -5,8 +5,13 @@
 //! The events are defined in C (`include/dmabuf_vfio_trace.h`, `trace.c`);
 //! these are the calls into them.  A buffer is named by its dma-buf's inode
 //! number, which user space reads with `fstat()` on the dma-buf fd.
+//!
+//! Upstream `rust/kernel/tracepoint.rs` has `declare_trace!`, for events
+//! whose static key and `rust_do_trace_*()` helper the kernel crate's own
+//! bindings generate, which a module's events cannot have; this file adds
+//! safe calls into the module's own events, through C wrappers in `trace.c`.
 
-use crate::{pci_ext::raw_device as raw, vfio::bindings};
+use crate::kernel_ext::{bindings, pci::raw_device as raw};
 use kernel::{device::Device, prelude::*};
 
 /// A buffer was exported.

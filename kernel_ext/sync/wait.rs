@@ -8,8 +8,12 @@
 //! no lock.  Unlike them, the count may rise from zero again, with nothing
 //! to re-arm.  The waiters sleep on the kernel's hashed variable wait
 //! queues, so the count needs no wait queue of its own.
+//!
+//! Upstream `rust/kernel/sync/` has `CondVar`, `Completion`, `Refcount` and
+//! the atomics, but nothing over `wait_var_event()`; this file adds
+//! [`ZeroWaitCount`].
 
-use crate::vfio::bindings;
+use crate::kernel_ext::bindings;
 use kernel::sync::atomic::{Atomic, Relaxed};
 
 /// A count whose drop to zero wakes the tasks waiting for it.

@@ -6,6 +6,10 @@
 //! module goes away waits for all of it, so no work item can run once the
 //! module text is freed.  The system workqueues give no such guarantee to a
 //! module that does not own its work items' memory.
+//!
+//! Upstream `rust/kernel/workqueue.rs` has `Queue`, `Work`, `DelayedWork`
+//! and the system workqueues, but no queue a module allocates; this file
+//! adds [`ModuleQueue`] (`alloc_workqueue()`, `destroy_workqueue()`).
 
 use core::{
     ptr::{self, NonNull},

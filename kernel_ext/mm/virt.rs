@@ -2,6 +2,13 @@
 
 //! CPU mappings of device memory: the VMA an `mmap()` sets up, and the page
 //! faults that fill it with PFNs.
+//!
+//! Upstream `rust/kernel/mm/virt.rs` has `VmaRef`, `VmaMixedMap` and
+//! `VmaNew` (VMA flags, `vm_insert_page()`, zapping).  This file adds what
+//! mapping device memory by PFN takes: [`NewVma::set_io_map`] with the
+//! driver's `vm_operations_struct`, the [`Fault`] a `huge_fault` handler gets
+//! and its [`FaultOutcome`], the memory attribute ([`MemAttr`]) and the
+//! write-combining reservations ([`WcReservation`]) of the ranges.
 
 use kernel::{bindings, prelude::*, types::Opaque};
 
@@ -85,7 +92,7 @@ impl NewVma {
         // SAFETY: By the type invariant the VMA is valid and being set up;
         // the caller guarantees `data` for the VMA's life.
         unsafe {
-            crate::vfio::bindings::dmabuf_vfio_vma_set_io_mixedmap(
+            crate::kernel_ext::bindings::dmabuf_vfio_vma_set_io_mixedmap(
                 self.as_raw(),
                 ops,
                 data,
@@ -104,7 +111,7 @@ pub(crate) fn pfns_have_struct_pages(pfn: u64, nr: u64) -> bool {
         return true;
     };
     // SAFETY: Only reads the memory model's section tables.
-    unsafe { crate::vfio::bindings::dmabuf_vfio_pfns_have_struct_pages(pfn, nr) }
+    unsafe { crate::kernel_ext::bindings::dmabuf_vfio_pfns_have_struct_pages(pfn, nr) }
 }
 
 /// What a fault handler did (`vm_fault_t`).
@@ -196,7 +203,7 @@ impl WcReservation {
     /// the range with another memory type.
     pub(crate) fn new(start: u64, len: u64) -> Result<Self> {
         // SAFETY: Any range may be asked for; failure reserves nothing.
-        let ret = unsafe { crate::vfio::bindings::dmabuf_vfio_wc_reserve(start, len) };
+        let ret = unsafe { crate::kernel_ext::bindings::dmabuf_vfio_wc_reserve(start, len) };
         if ret < 0 {
             return Err(Error::from_errno(ret));
         }
@@ -208,6 +215,6 @@ impl WcReservation {
 impl Drop for WcReservation {
     fn drop(&mut self) {
         // SAFETY: By the type invariant the range is reserved, by us.
-        unsafe { crate::vfio::bindings::dmabuf_vfio_wc_release(self.start, self.len) };
+        unsafe { crate::kernel_ext::bindings::dmabuf_vfio_wc_release(self.start, self.len) };
     }
 }

@@ -6,6 +6,10 @@
 //! cannot hold a reference into it.  A [`ModuleGlobal`] publishes a boxed
 //! value instead; the guard the module keeps unpublishes and frees it at
 //! exit, after every device is unbound and no callback can run.
+//!
+//! Upstream `rust/kernel/module.rs` has the `Module` traits and
+//! `ThisModule`; this file adds [`ModuleGlobal`] and its [`Published`]
+//! guard.
 
 use core::{
     ptr,

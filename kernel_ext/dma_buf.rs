@@ -18,11 +18,16 @@
 //! `dma_buf.file` except under a reference to that file: the exporter
 //! reaches its dma-buf through [`Exported::with_dmabuf`], which the
 //! dma-buf's release shuts before anything of the dma-buf is freed.
+//!
+//! Upstream has no dma-buf abstraction in `rust/kernel/`; this file would add
+//! `rust/kernel/dma_buf.rs`: the [`Exporter`] trait and its `dma_buf_ops`,
+//! [`Exported`], dma-buf references and reservation-lock guards, attachments
+//! and the DMA tables a map hands to importers.
 
-use crate::{
-    pci_ext::raw_device,
-    vfio::bindings,
-    vm::{Fault, FaultOutcome, MemAttr, NewVma},
+use crate::kernel_ext::{
+    bindings,
+    mm::virt::{Fault, FaultOutcome, MemAttr, NewVma},
+    pci::raw_device,
 };
 use core::{
     marker::PhantomData,
@@ -45,8 +50,9 @@ pub(crate) type OpsTable = kernel::bindings::dma_buf_ops;
 /// Implements [`Exporter::ops`] for `$t`: its `dma_buf_ops` in a `static`.
 macro_rules! dma_buf_ops {
     ($t:ty) => {
-        fn ops() -> &'static $crate::dma_buf::OpsTable {
-            static OPS: $crate::dma_buf::OpsTable = $crate::dma_buf::ops_table::<$t>();
+        fn ops() -> &'static $crate::kernel_ext::dma_buf::OpsTable {
+            static OPS: $crate::kernel_ext::dma_buf::OpsTable =
+                $crate::kernel_ext::dma_buf::ops_table::<$t>();
             &OPS
         }
     };

@@ -1,16 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! PCI functions as the exporter sees them: BAR resources, their P2PDMA
-//! providers, and the path to the root bus that decides peer-to-peer routing.
+//! providers, and the bridges above them that decide peer-to-peer routing.
 //!
 //! C header: [`include/linux/pci.h`](srctree/include/linux/pci.h)
 //!
 //! Raw `struct pci_dev` accesses of the module live here.
+//!
+//! Upstream `rust/kernel/pci.rs` has `pci::Device` for a bound driver: its
+//! IDs, `resource_start()`/`resource_len()`, `TryFrom<&device::Device>`,
+//! config space I/O and BAR mappings.  This file adds what the exporter needs
+//! of any PCI function (bound to it or not): [`PciFunction`] with its BARs'
+//! prefetchable flag and [`P2pProvider`]s, capability offsets, ACS
+//! redirection, bus identity, upstream bridge and host bridge; the CPU check
+//! of `cpu_supports_p2pdma()`.  It describes the PCI topology only: what a
+//! route means for peer-to-peer DMA is the driver's `p2pdma.rs`.
 
-use crate::p2pdma::{Cpu, HostBridge, PathNode};
-use crate::vfio::bindings;
+use crate::kernel_ext::bindings;
 use core::ptr;
-use kernel::{alloc::flags, device, prelude::*, types::Opaque};
+use kernel::{device, types::Opaque};
 
 /// PCI command register (memory space enable is bit 1 of its low byte).
 pub(crate) const PCI_COMMAND: u16 = 0x04;
@@ -21,8 +29,6 @@ pub(crate) const PCI_CAP_ID_AF: u8 = 0x13;
 const PCI_ACS_CTRL: u16 = 0x06;
 /// ACS request redirect, completion redirect and egress control.
 const PCI_ACS_REDIRECTS: u16 = 0x0004 | 0x0008 | 0x0020;
-/// A PCI hierarchy is at most 256 buses deep.
-const MAX_PATH_LEN: usize = 256;
 
 /// A PCI function (`struct pci_dev`).
 ///
@@ -126,7 +132,9 @@ impl PciFunction {
         (cap != 0).then_some(cap.into())
     }
 
-    fn acs_redirect(&self) -> bool {
+    /// Whether the function's ACS control has request, completion or egress
+    /// redirection on.
+    pub(crate) fn acs_redirect(&self) -> bool {
         // SAFETY: By the type invariant the device is valid.
         let cap = unsafe { (*self.as_raw()).acs_cap };
         if cap == 0 {
@@ -145,55 +153,53 @@ impl PciFunction {
         ret == 0 && ctrl & PCI_ACS_REDIRECTS != 0
     }
 
-    /// Domain, bus, device and function, as one number.
+    /// Domain, bus, device and function, as one number:
+    /// `domain << 16 | bus << 8 | devfn`.
     pub(crate) fn id(&self) -> u32 {
         // SAFETY: By the type invariant the device is valid.
         unsafe { bindings::dmabuf_vfio_pci_id(self.as_raw()) }
     }
 
-    fn path_node(&self) -> PathNode {
-        PathNode {
-            id: self.id(),
-            acs_redirect: self.acs_redirect(),
+    /// The bridge directly above the function (`pci_upstream_bridge()`);
+    /// `None` on the root bus.
+    pub(crate) fn upstream_bridge(&self) -> Option<&Self> {
+        // SAFETY: By the type invariant the device is valid.
+        let bridge = unsafe { bindings::dmabuf_vfio_upstream_bridge(self.as_raw()) };
+        if bridge.is_null() {
+            None
+        } else {
+            // SAFETY: `bridge` is an upstream bridge of this function, which a
+            // child device keeps registered.
+            Some(unsafe { Self::from_raw(bridge) })
         }
     }
 
-    /// The function and its upstream bridges up to the root bus, and the host
-    /// bridge they end at.
-    pub(crate) fn path_to_root(&self) -> Result<(KVec<PathNode>, HostBridge)> {
-        let mut path = KVec::new();
-        let mut dev = self.as_raw();
-        while !dev.is_null() && path.len() < MAX_PATH_LEN {
-            // SAFETY: `dev` is this function or one of its upstream bridges,
-            // which a child device keeps registered.
-            let function = unsafe { Self::from_raw(dev) };
-            path.push(function.path_node(), flags::GFP_KERNEL)?;
-            // SAFETY: As above.
-            dev = unsafe { bindings::dmabuf_vfio_upstream_bridge(dev) };
-        }
+    /// Identity of the host bridge above the function (its root bus).
+    pub(crate) fn host_bridge_id(&self) -> u32 {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { bindings::dmabuf_vfio_host_bridge_id(self.as_raw()) }
+    }
+
+    /// Vendor and device ID of the device the kernel takes as the host bridge
+    /// above the function (function 00.0 of the root bus, or a root port
+    /// there), if there is one.
+    pub(crate) fn host_bridge_root_device(&self) -> Option<(u16, u16)> {
         let (mut vendor, mut device) = (0u16, 0u16);
         // SAFETY: By the type invariant the device is valid; the out pointers
         // are valid.
         let has_root = unsafe {
             bindings::dmabuf_vfio_host_bridge_root(self.as_raw(), &mut vendor, &mut device)
         };
-        let host = HostBridge {
-            // SAFETY: By the type invariant the device is valid.
-            id: unsafe { bindings::dmabuf_vfio_host_bridge_id(self.as_raw()) },
-            root_device: has_root.then_some((vendor, device)),
-        };
-        Ok((path, host))
+        has_root.then_some((vendor, device))
     }
 }
 
-/// The CPU's peer-to-peer routing capability, as `cpu_supports_p2pdma()` sees it.
-pub(crate) fn cpu() -> Cpu {
+/// Whether the CPU is AMD family 0x17 (Zen) or newer, which
+/// `cpu_supports_p2pdma()` trusts to route peer-to-peer traffic between root
+/// ports.
+pub(crate) fn cpu_is_amd_zen() -> bool {
     // SAFETY: Reads boot CPU data only.
-    if unsafe { bindings::dmabuf_vfio_cpu_is_amd_zen() } {
-        Cpu::AmdZen
-    } else {
-        Cpu::Other
-    }
+    unsafe { bindings::dmabuf_vfio_cpu_is_amd_zen() }
 }
 
 /// The P2PDMA provider of one BAR (`struct p2pdma_provider`).
