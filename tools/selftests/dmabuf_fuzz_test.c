@@ -560,7 +560,7 @@ static int random_ranges(struct thread *t, struct fdev *d, struct vfio_region_dm
 	int nr = chance(t, 70) ? 1 + below(t, 3) : 1 + below(t, MAXR);
 
 	/* One aligned huge range: PMD (2 MiB) and PUD (1 GiB) faults. */
-	if (d->data && chance(t, 8)) {
+	if (d->data && chance(t, 12)) {
 		bool pud = d->bar_size >= 2 * GIGA && chance(t, 25);
 
 		r[0].offset = pud ? GIGA : HUGE_OFF * (1 + below(t, 2));
@@ -1084,6 +1084,14 @@ static struct mapslot *free_map(struct thread *t)
 	return NULL;
 }
 
+/* Whether touching @bar_off through @s must not fault (YES), must (NO). */
+static int touch_rule(struct mapslot *s, uint64_t bar_off, int acc)
+{
+	if (acc == YES && s->m && !s->wc && in_wc_zone(s->d, bar_off))
+		return MAYBE;	/* another buffer may hold it write-combining */
+	return acc;
+}
+
 /*
  * Maps @len bytes of @fd at an address aligned to @align (a PMD or PUD
  * fault needs it), inside a reservation no other thread can take.
@@ -1186,6 +1194,19 @@ static void op_mmap(struct thread *t)
 	s->m = b->m;
 	s->d = b->m->d;
 	bufm_get(b->m);
+	/* A huge mapping is touched at once: PMD and PUD faults. */
+	if (s->len >= HUGE_OFF) {
+		uint64_t v;
+		int ret, rule;
+
+		ret = access8((volatile uint64_t *)(s->addr + s->len / 2), false, 0, &v);
+		rule = touch_rule(s, buf_to_bar(s->m, s->off + s->len / 2), settled(b->m, NULL, o));
+		if (ret)
+			__atomic_add_fetch(&w.sigbus, 1, __ATOMIC_RELAXED);
+		if ((ret && rule == YES) || (!ret && rule == NO))
+			disagree(t, "touch of the new huge mapping: %s, the buffer %s",
+				 ret ? "SIGBUS" : "read", acc_name(rule));
+	}
 out:
 	pthread_mutex_unlock(&b->m->lock);
 	pthread_rwlock_unlock(&s->rw);
@@ -1332,14 +1353,6 @@ static void op_madvise(struct thread *t)
 	if (!ret && (a == MADV_POPULATE_READ || a == MADV_POPULATE_WRITE))
 		disagree(t, "MADV_POPULATE of a VM_IO mapping succeeded");
 	pthread_rwlock_unlock(&s->rw);
-}
-
-/* Whether touching @bar_off through @s must not fault (YES), must (NO). */
-static int touch_rule(struct mapslot *s, uint64_t bar_off, int acc)
-{
-	if (acc == YES && s->m && !s->wc && in_wc_zone(s->d, bar_off))
-		return MAYBE;	/* another buffer may hold it write-combining */
-	return acc;
 }
 
 /* Reads a page of a mapping; SIGBUS as the model says. */

@@ -48,7 +48,8 @@
 #                     runs the uAPI fuzzer (make fuzz): a campaign of SECONDS
 #                     with THREADS threads per target, "ours" (SW_IVSHMEM +
 #                     FLR) and "vfio" (in-tree vfio-pci on VFIO_IVSHMEM) side
-#                     by side by default (results in results-fuzz/)
+#                     by side by default (results in results-fuzz/, or
+#                     $DMABUF_FUZZ_RESULTS)
 #   run.sh --stock-bench
 #                     runs the benchmark on Debian's own kernel, as --stock
 #                     boots it (results in results-stock-bench/)
@@ -75,7 +76,7 @@ case "${1:-}" in
 --stock) MODE=stock RES=$HERE/results-stock ;;
 --stock-bench) MODE=stock BENCH=1 RES=$HERE/results-stock-bench ;;
 --only) MODE=only RES=$HERE/results-only; shift; ONLY=("$@") ;;
---fuzz) MODE=fuzz RES=$HERE/results-fuzz; shift; FUZZ="${*:-$(date +%s) 1800 4}" ;;
+--fuzz) MODE=fuzz RES=${DMABUF_FUZZ_RESULTS:-$HERE/results-fuzz}; shift; FUZZ="${*:-$(date +%s) 1800 4}" ;;
 esac
 # The guest boots from a trixie root of its own, with QEMU 11 for
 # qemu_e2e.sh and no udev (scripts/guest-rootfs.sh, run by
