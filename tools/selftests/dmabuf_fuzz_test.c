@@ -36,6 +36,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -2152,6 +2153,88 @@ static void read_coverage(struct fdev *d, unsigned long long *c)
 	fclose(f);
 }
 
+/* --- Coverage: the driver's tracepoints --------------------------------------- */
+
+#define TRACEFS "/sys/kernel/tracing"
+
+static const char * const tp_name[] = {
+	"dmabuf_vfio_export:", "dmabuf_vfio_attach:", "dmabuf_vfio_map:",
+	"dmabuf_vfio_unmap:", "dmabuf_vfio_revoke:", "dmabuf_vfio_unrevoke:",
+	"dmabuf_vfio_fault:",
+};
+
+static struct {
+	pthread_t tid;
+	int fd;
+	volatile int stop;
+	unsigned long long count[ARRAY_SIZE(tp_name)];
+} tp = { .fd = -1 };
+
+/* Counts the driver's events from trace_pipe, line by line. */
+static void *trace_reader(void *arg)
+{
+	static char buf[65536 + 256];
+	size_t carry = 0;
+
+	(void)arg;
+	while (!tp.stop) {
+		ssize_t n = read(tp.fd, buf + carry, 65536);
+		char *line, *nl;
+
+		if (n <= 0) {
+			usleep(100000);
+			continue;
+		}
+		n += carry;
+		buf[n] = '\0';
+		for (line = buf; (nl = strchr(line, '\n')); line = nl + 1) {
+			*nl = '\0';
+			for (unsigned int i = 0; i < ARRAY_SIZE(tp_name); i++)
+				if (strstr(line, tp_name[i]))
+					tp.count[i]++;
+		}
+		carry = buf + n - line;
+		if (carry > 255)
+			carry = 0;	/* a line that long is none of ours */
+		memmove(buf, line, carry);
+	}
+	return NULL;
+}
+
+static void trace_start(void)
+{
+	if (access(TRACEFS "/trace", F_OK))
+		mount("nodev", TRACEFS, "tracefs", 0, NULL);
+	memset(tp.count, 0, sizeof(tp.count));
+	tp.stop = 0;
+	tp.fd = open(TRACEFS "/trace_pipe", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (tp.fd < 0)
+		return;
+	write_str(TRACEFS "/trace", "");
+	write_str(TRACEFS "/buffer_size_kb", "4096");
+	if (write_str(TRACEFS "/events/dmabuf_vfio_pci/enable", "1") ||
+	    pthread_create(&tp.tid, NULL, trace_reader, NULL)) {
+		close(tp.fd);
+		tp.fd = -1;
+	}
+}
+
+static void trace_stop(void)
+{
+	if (tp.fd < 0)
+		return;
+	write_str(TRACEFS "/events/dmabuf_vfio_pci/enable", "0");
+	usleep(300000);
+	tp.stop = 1;
+	pthread_join(tp.tid, NULL);
+	close(tp.fd);
+	tp.fd = -1;
+	printf("#   tracepoints:");
+	for (unsigned int i = 0; i < ARRAY_SIZE(tp_name); i++)
+		printf(" %.*s=%llu", (int)strlen(tp_name[i]) - 13, tp_name[i] + 12, tp.count[i]);
+	printf("\n");
+}
+
 /* --- The campaign ------------------------------------------------------------ */
 
 static void op_reopen_only(struct thread *t)
@@ -2410,6 +2493,8 @@ static int campaign(const char *target, uint64_t seed, int seconds, int nthreads
 	       seconds, nthreads);
 	fflush(stdout);
 	w.nthreads = nthreads > MAXT ? MAXT : nthreads;
+	if (w.ours)
+		trace_start();
 	for (int i = 0; i < w.nthreads; i++) {
 		struct thread *t = &w.th[i];
 
@@ -2445,6 +2530,8 @@ static int campaign(const char *target, uint64_t seed, int seconds, int nthreads
 		if (w.weight[i])
 			printf("#   %-13s %8llu run, %8llu with an effect\n", op_name[i], w.runs[i],
 			       w.oks[i]);
+	if (w.ours)
+		trace_stop();
 	for (int i = 0; i < w.ndev && w.ours; i++) {
 		struct fdev *d = &w.dev[i];
 		unsigned long long c[16];
@@ -2495,6 +2582,13 @@ static void check_coverage(struct __test_metadata *_metadata)
 	EXPECT_LT(0, w.sigbus);
 	if (!w.ours)
 		return;
+	for (unsigned int i = 0; i < ARRAY_SIZE(tp_name); i++) {
+		const char *name = tp_name[i];
+
+		EXPECT_LT(0, tp.count[i]) {
+			TH_LOG("no %s event", name);
+		}
+	}
 	for (unsigned int i = 0; i < ARRAY_SIZE(causes); i++) {
 		const char *name = cov_name[causes[i]];
 
