@@ -318,6 +318,17 @@ static int access8(volatile uint64_t *p, bool write, uint64_t val, uint64_t *out
 	return 0;
 }
 
+/* A crash of the fuzzer itself: say where, and what each thread was doing. */
+static void on_sigsegv(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	printf("# SIGSEGV at %p\n", si->si_addr);
+	dump_logs();
+	fflush(stdout);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /* --- The model --------------------------------------------------------- */
 
 static int dev_acc_locked(struct fdev *d)
@@ -2483,6 +2494,10 @@ static int campaign(const char *target, uint64_t seed, int seconds, int nthreads
 			break;
 	setrlimit(RLIMIT_NOFILE, &nofile);
 	sigaction(SIGBUS, &sa, NULL);
+	sa.sa_handler = NULL;
+	sa.sa_sigaction = on_sigsegv;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGSEGV, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	w.importer = test_dev("SW_EDU");
 	if (!w.importer)
