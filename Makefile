@@ -8,6 +8,9 @@
 #   make bench        our exporter against in-tree vfio-pci's, side by side,
 #                     on Debian's stock kernel and on the test kernel
 #   make check        lint + every guest selftest; ends with "N passed, N failed"
+#   make fuzz [SEED=n] [SECONDS=1800] [THREADS=4] [TARGETS="ours vfio"]
+#                     the uAPI fuzzer in a guest, against this driver and
+#                     in-tree vfio-pci side by side; SEED replays a campaign
 #   make install [INSTALL_MOD_PATH=/staging]
 #                     install the module into /lib/modules/<release>/updates/
 #                     of KDIR's kernel and run depmod
@@ -70,7 +73,7 @@ RUST_SRCS := $(filter-out %/bindings_generated.rs,$(wildcard $(src)/*.rs \
 C_SRCS := $(wildcard $(src)/*.c $(src)/include/*.h)
 
 .PHONY: all modules deps kernel demo bench bench-stable check check-under-load lint fmt rustfmt-check clippy \
-	checkpatch selftests install headers_install intree clean
+	checkpatch selftests fuzz install headers_install intree clean
 
 all: modules
 
@@ -133,6 +136,11 @@ bench-stable: deps selftests
 		$(src)/tools/selftests/run.sh --stock-bench >$$log 2>&1 || { cat $$log; exit 1; }; \
 	done
 	@$(src)/tools/selftests/bench_summary.py $(src)/tools/selftests/results-stock-bench.[123].log
+
+FUZZ_SEED = $(or $(SEED),$(shell date +%s))
+fuzz: deps selftests
+	@$(src)/tools/selftests/run.sh --fuzz $(FUZZ_SEED) $(or $(SECONDS),1800) $(or $(THREADS),4) \
+		$(or $(TARGETS),ours vfio)
 
 check: deps kernel
 	@$(src)/scripts/check.sh

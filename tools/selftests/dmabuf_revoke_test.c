@@ -234,6 +234,44 @@ TEST_F(revoke, low_power_until_exit)
 	expect_usable(_metadata, self->imp);
 }
 
+/*
+ * Nothing but LOW_POWER_EXIT (or a close) ends low power for the buffers:
+ * not a command write with memory on, not a reset, not a hot reset.
+ * In-tree vfio-pci un-revokes on each of those while the device stays in
+ * low power; the fuzzer found it there (make fuzz SEED=7 TARGETS=vfio+strict).
+ */
+TEST_F(revoke, low_power_survives_memory_enable_and_resets)
+{
+	struct vfio_device_feature f = { .argsz = sizeof(f) };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct importer_map m;
+
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_GET_INFO, &info));
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	expect_revoked(_metadata, self->imp, 1);
+
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	EXPECT_EQ(-ENODEV, importer_map(self->imp, &m)) {
+		TH_LOG("a command write with memory on gave the buffer back in low power");
+	}
+	if (info.flags & VFIO_DEVICE_FLAGS_RESET) {
+		ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_RESET));
+		EXPECT_EQ(-ENODEV, importer_map(self->imp, &m)) {
+			TH_LOG("VFIO_DEVICE_RESET gave the buffer back in low power");
+		}
+	}
+	ASSERT_EQ(0, vfio_hot_reset(&self->h));
+	EXPECT_EQ(-ENODEV, importer_map(self->imp, &m)) {
+		TH_LOG("a hot reset gave the buffer back in low power");
+	}
+
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &f));
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	expect_usable(_metadata, self->imp);
+}
+
 TEST_F(revoke, low_power_with_wakeup_until_exit)
 {
 	struct {

@@ -5,13 +5,14 @@
 # dmabuf-vfio-pci, binds the test devices with driver_override, runs every
 # selftest and records one TAP line per test in $RES/results.tap.
 #
-#   guest.sh check|demo|bench|amd|e2e|stock|only RESULTS_DIR
+#   guest.sh check|demo|bench|amd|e2e|stock|only|fuzz RESULTS_DIR
 #
 # amd: the boot with an AMD Zen CPU model runs only the P2P topology tests;
 # its verdicts are named "amd/...".  e2e: only the tests of real users (QEMU
-# 11 as a client, installing the module), for working on them.  stock:
-# only: the selftest binaries listed in RESULTS_DIR/only, one per line with
-# their arguments.  stock:
+# 11 as a client, installing the module), for working on them.  only: the
+# selftest binaries listed in RESULTS_DIR/only, one per line with their
+# arguments.  fuzz: the uAPI fuzzer alone (RESULTS_DIR/fuzz-args, written by
+# run.sh --fuzz).  stock:
 # Debian's own kernel, with the module and test importer DKMS built for it
 # ($DMABUF_STOCK_STAGE, stock_stage.sh); verdicts "stock/...", and what
 # needs a facility that kernel lacks (KUnit, iommufd, kmemleak) is a SKIP
@@ -274,6 +275,28 @@ if [ ${#TESTS[@]} -gt 0 ]; then
 					sed 's/^/#   /' | head -20 ;;
 			esac
 		done <"$RES/$name.log"
+	done
+fi
+
+# --- Fuzzing (make fuzz) -------------------------------------------------------
+# RESULTS_DIR/fuzz-args, "SEED SECONDS THREADS [TARGET...]" (run.sh --fuzz):
+# one campaign per target, side by side; each prints a progress line every
+# 10 s into its log.
+if [ "$MODE" = fuzz ]; then
+	read -r seed secs threads targets <"$RES/fuzz-args"
+	step fuzz
+	pids=()
+	for target in ${targets:-ours vfio}; do
+		"$HERE/dmabuf_fuzz_test" --campaign "$target" "$seed" "$secs" "$threads" \
+			>"$RES/fuzz-$target.log" 2>&1 &
+		pids+=("$!:$target")
+	done
+	for p in "${pids[@]}"; do
+		if wait "${p%%:*}"; then
+			result ok "fuzz_${p#*:}" "seed $seed"
+		else
+			result "not ok" "fuzz_${p#*:}" "seed $seed"
+		fi
 	done
 fi
 

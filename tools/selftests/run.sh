@@ -44,6 +44,12 @@
 #                     kselftest arguments (e.g. 'dmabuf_mmap_test -r
 #                     mmap.huge_mappings'), for working on one test; judged
 #                     as a full run (results in results-only/)
+#   run.sh --fuzz SEED SECONDS THREADS [TARGET...]
+#                     runs the uAPI fuzzer (make fuzz): a campaign of SECONDS
+#                     with THREADS threads per target, "ours" (SW_IVSHMEM +
+#                     FLR) and "vfio" (in-tree vfio-pci on VFIO_IVSHMEM) side
+#                     by side by default (results in results-fuzz/, or
+#                     $DMABUF_FUZZ_RESULTS)
 #   run.sh --stock-bench
 #                     runs the benchmark on Debian's own kernel, as --stock
 #                     boots it (results in results-stock-bench/)
@@ -70,6 +76,7 @@ case "${1:-}" in
 --stock) MODE=stock RES=$HERE/results-stock ;;
 --stock-bench) MODE=stock BENCH=1 RES=$HERE/results-stock-bench ;;
 --only) MODE=only RES=$HERE/results-only; shift; ONLY=("$@") ;;
+--fuzz) MODE=fuzz RES=${DMABUF_FUZZ_RESULTS:-$HERE/results-fuzz}; shift; FUZZ="${*:-$(date +%s) 1800 4}" ;;
 esac
 # The guest boots from a trixie root of its own, with QEMU 11 for
 # qemu_e2e.sh and no udev (scripts/guest-rootfs.sh, run by
@@ -87,6 +94,8 @@ rm -rf "$RES"
 mkdir -p "$RES"
 # The guest reads the --only list from its results directory.
 [ "$MODE" = only ] && printf '%s\n' "${ONLY[@]}" >"$RES/only"
+# The fuzz campaign's parameters too.
+[ "$MODE" = fuzz ] && echo "$FUZZ" >"$RES/fuzz-args"
 # Where the guest sees $RES: the checkout above it is read-only there, and
 # virtme-ng mounts the writable directories first.
 GUEST_RES=/run/dmabuf-results
@@ -308,6 +317,11 @@ if [ "$MODE" = demo ]; then
 fi
 if [ "$MODE" = bench ] || [ "$BENCH" = 1 ]; then
 	sed -n '/== dmabuf-vfio-pci bench/,$p' "$RES/console.log" | grep -v -E '^(ok|not ok) - '
+fi
+if [ "$MODE" = fuzz ]; then
+	for log in "$RES"/fuzz-*.log; do
+		[ -f "$log" ] && grep -v '^# progress' "$log"
+	done
 fi
 
 # --- Judge the run --------------------------------------------------------
