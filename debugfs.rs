@@ -65,8 +65,8 @@ fn show_status(dev: &BackRef<DmabufVfioPci>, f: &mut fmt::Formatter<'_>) -> fmt:
     let exports = dev.exports.lock();
     writeln!(
         f,
-        "events in progress: {}, low power: {}, lost state: {}",
-        exports.in_progress, exports.low_power, exports.lost_state
+        "events in progress: {}, low-power entries in progress: {}, lost state: {}",
+        exports.in_progress, exports.entering_low_power, exports.lost_state
     )?;
     for bar in exports.list.iter() {
         let state = bar.state.lock();

@@ -27,7 +27,7 @@
 //! | config write covering PMCSR's low byte (power state) | `write` | revoke across the call, then settle: revoked while in D1–D3hot |
 //! | config write covering the PCIe `DEVCTL` high byte (initiate FLR) | `write` | revoke across the call, then settle |
 //! | config write covering the AF control register (initiate FLR) | `write` | revoke across the call, then settle |
-//! | `LOW_POWER_ENTRY` (with or without wakeup) | `device_feature` | revoke, stay revoked |
+//! | `LOW_POWER_ENTRY` (with or without wakeup) | `device_feature` | revoke, stay revoked while the core keeps low power (with a wakeup eventfd a resume of the device ends it; the next settle sees that) |
 //! | `LOW_POWER_EXIT` | `device_feature` | settle after the call (un-revoke) |
 //! | any function reset by the PCI core: sysfs `reset`, AER/DPC recovery, and inside the resets above | `err_handler.reset_prepare` / `reset_done` | revoke without `memory_lock`; settle if `memory_lock` is free, else from the module's workqueue once it is |
 //! | `VFIO_DEVICE_PCI_HOT_RESET` on a sibling's fd (same bus or slot) | `reset_prepare` / `reset_done` (vfio holds our `memory_lock`) | revoke; settle from the workqueue after vfio releases the lock |
@@ -136,7 +136,11 @@ impl Cause {
 
 /// Whether the device's buffers may be accessible now.
 pub(crate) fn accessible(exports: &Exports, memory: &MemoryLockWrite<'_>) -> bool {
-    exports.in_progress == 0 && !exports.low_power && !exports.lost_state && memory.memory_enabled()
+    // The core leaves low power by itself too (a resume of a device that
+    // entered it with a wakeup eventfd): its own flag, read under the lock
+    // it changes it under, decides, unless an entry has not reached it yet.
+    let low_power = exports.entering_low_power > 0 || memory.low_power_engaged();
+    exports.in_progress == 0 && !low_power && !exports.lost_state && memory.memory_enabled()
 }
 
 /// Revokes `bar`: afterwards no importer holds a mapping of it, and no
@@ -377,7 +381,9 @@ fn settle_later(dev: &Device<DmabufVfioPci>) {
     }
 }
 
-/// `LOW_POWER_ENTRY`: buffers stay revoked until `LOW_POWER_EXIT` or close.
+/// `LOW_POWER_ENTRY`: buffers stay revoked while the core keeps the device
+/// in low power: until `LOW_POWER_EXIT`, close, or (with a wakeup eventfd)
+/// the next resume of the device.
 ///
 /// They are revoked before the core's call, which may let the device
 /// suspend; after it, the core's own state decides, not the call's result:
@@ -387,37 +393,31 @@ pub(crate) fn low_power_entry(
     dev: &Device<DmabufVfioPci>,
     entry: impl FnOnce() -> Result<i32>,
 ) -> Result<i32> {
-    set_low_power(dev, true);
+    {
+        let memory = dev.core().memory_lock_write();
+        let mut exports = dev.exports.lock();
+        exports.entering_low_power += 1;
+        sync(dev, &mut exports, &memory, Cause::LowPower);
+    }
     let ret = entry();
-    follow_low_power(dev);
+    let memory = dev.core().memory_lock_write();
+    let mut exports = dev.exports.lock();
+    exports.entering_low_power -= 1;
+    sync(dev, &mut exports, &memory, Cause::LowPower);
     ret
 }
 
 /// `LOW_POWER_EXIT`: buffers become accessible again if nothing else blocks.
+/// The core's state is read under the lock it changes it under, so an
+/// ENTRY and an EXIT racing in two threads end in the state the device is
+/// in.
 pub(crate) fn low_power_exit(
     dev: &Device<DmabufVfioPci>,
     exit: impl FnOnce() -> Result<i32>,
 ) -> Result<i32> {
     let ret = exit();
-    follow_low_power(dev);
+    settle(dev, Cause::LowPower);
     ret
-}
-
-fn set_low_power(dev: &Device<DmabufVfioPci>, low_power: bool) {
-    let memory = dev.core().memory_lock_write();
-    let mut exports = dev.exports.lock();
-    exports.low_power = low_power;
-    sync(dev, &mut exports, &memory, Cause::LowPower);
-}
-
-/// Takes the low-power state from the core, under the lock it changes it
-/// under, so an ENTRY and an EXIT racing in two threads end in the state
-/// the device is in.
-fn follow_low_power(dev: &Device<DmabufVfioPci>) {
-    let memory = dev.core().memory_lock_write();
-    let mut exports = dev.exports.lock();
-    exports.low_power = memory.low_power_engaged();
-    sync(dev, &mut exports, &memory, Cause::LowPower);
 }
 
 /// The device is being closed: revokes every buffer for good and lets go of
@@ -425,7 +425,6 @@ fn follow_low_power(dev: &Device<DmabufVfioPci>) {
 pub(crate) fn release_all(dev: &Device<DmabufVfioPci>) {
     let _memory = dev.core().memory_lock_write();
     let mut exports = dev.exports.lock();
-    exports.low_power = false;
     // The next open resets the function and restores its state.
     exports.lost_state = false;
     exports.synced = None;

@@ -154,8 +154,9 @@ struct Exports {
     list: KVec<Arc<Exported<ExportedBar>>>,
     /// Events in progress that make the BARs unsafe (resets, FLR, D3).
     in_progress: u32,
-    /// The user put the device in low power (`LOW_POWER_ENTRY`).
-    low_power: bool,
+    /// `LOW_POWER_ENTRY` calls between revoking for them and reading the
+    /// core's state after them: the core may not be in low power yet.
+    entering_low_power: u32,
     /// An uncorrectable error froze the link; the recovery reset the device
     /// and nobody restored it yet.
     lost_state: bool,
@@ -175,7 +176,7 @@ impl VariantDriver for DmabufVfioPci {
             exports <- kernel::new_mutex!(Exports {
                 list: KVec::new(),
                 in_progress: 0,
-                low_power: false,
+                entering_low_power: 0,
                 lost_state: false,
                 synced: None,
             }),

@@ -293,6 +293,43 @@ TEST_F(revoke, low_power_with_wakeup_until_exit)
 }
 
 /*
+ * Low power entered with a wakeup eventfd ends on the next resume of the
+ * device: vfio-pci-core leaves it by itself and signals the eventfd.
+ * After a reset woke the device that way, its buffers come back; a device
+ * that never suspended is still in low power, and they stay revoked.
+ */
+TEST_F(revoke, wakeup_ends_low_power_for_the_buffers)
+{
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_low_power_entry_with_wakeup w;
+	} req = { .f.argsz = sizeof(req) };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct importer_map m;
+	uint64_t n = 0;
+
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_GET_INFO, &info));
+	if (!(info.flags & VFIO_DEVICE_FLAGS_RESET))
+		SKIP(return, "no reset method");
+	req.w.wakeup_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ASSERT_GE(req.w.wakeup_eventfd, 0);
+	req.f.flags = VFIO_DEVICE_FEATURE_SET |
+		      VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP;
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_FEATURE, &req));
+	expect_revoked(_metadata, self->imp, 1);
+	ASSERT_EQ(0, ioctl(self->h.device, VFIO_DEVICE_RESET));
+	ASSERT_EQ(0, set_memory_enable(self->h.device, 1));
+	if (read(req.w.wakeup_eventfd, &n, sizeof(n)) == sizeof(n)) {
+		TH_LOG("the reset woke the device: low power is over");
+		expect_usable(_metadata, self->imp);
+	} else {
+		TH_LOG("the device did not suspend: still in low power");
+		EXPECT_EQ(-ENODEV, importer_map(self->imp, &m));
+	}
+	close(req.w.wakeup_eventfd);
+}
+
+/*
  * A LOW_POWER_ENTRY that fails while the device is in low power leaves it
  * there: a second ENTRY (the core says EINVAL), an ENTRY_WITH_WAKEUP with a
  * bad eventfd, a short argsz.  The buffers stay revoked until the EXIT.
