@@ -138,8 +138,9 @@ bench-stable: deps selftests
 	@$(src)/tools/selftests/bench_summary.py $(src)/tools/selftests/results-stock-bench.[123].log
 
 FUZZ_SEED = $(or $(SEED),$(shell date +%s))
+# KERNEL=stock: on Debian's stock kernel instead of the test kernel.
 fuzz: deps selftests
-	@$(src)/tools/selftests/run.sh --fuzz $(FUZZ_SEED) $(or $(SECONDS),1800) $(or $(THREADS),4) \
+	@$(src)/tools/selftests/run.sh $(if $(filter stock,$(KERNEL)),--stock-fuzz,--fuzz) $(FUZZ_SEED) $(or $(SECONDS),1800) $(or $(THREADS),4) \
 		$(or $(TARGETS),ours vfio)
 
 check: deps kernel

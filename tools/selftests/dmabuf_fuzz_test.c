@@ -42,7 +42,6 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <linux/loop.h>
 
 #include "kselftest_harness.h"
 #include "dmabuf_util.h"
@@ -53,7 +52,8 @@
 #define NOPATH		6	/* O_PATH holder slots */
 #define NBUFM		512	/* buffer models */
 #define MAXR		16	/* ranges per export */
-#define LOGN		24	/* operations remembered per thread */
+#define LOGN		512	/* operations remembered per thread */
+#define LOGSHOW		24	/* of them, printed per thread on a failure */
 #define MAXT		16	/* threads */
 #define CLOSED_FD	900	/* never open: RLIMIT_NOFILE is kept below */
 #define WC_FIRST	128	/* pages of the data BAR write-combining may cover */
@@ -176,7 +176,9 @@ struct thread {
 	uint64_t rng;
 	pthread_t tid;
 	char log[LOGN][200];
+	uint64_t log_ns[LOGN];		/* when each began */
 	unsigned long nlog;
+	uint64_t cur_ns;
 	uint64_t pattern;		/* of its scratch page in the data BAR */
 	bool known;
 	char cur[200];
@@ -231,12 +233,21 @@ static bool chance(struct thread *t, unsigned int percent)
 	return below(t, 100) < percent;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
 /* Records what the thread does, for the report of a failure. */
 static void note(struct thread *t, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
 
+	t->cur_ns = now_ns();
 	n = snprintf(t->cur, sizeof(t->cur), "#%lu ", t->nlog);
 	va_start(ap, fmt);
 	vsnprintf(t->cur + n, sizeof(t->cur) - n, fmt, ap);
@@ -245,10 +256,11 @@ static void note(struct thread *t, const char *fmt, ...)
 
 static void done(struct thread *t, const char *fmt, ...)
 {
-	char *slot = t->log[t->nlog++ % LOGN];
+	char *slot = t->log[t->nlog % LOGN];
 	size_t n;
 	va_list ap;
 
+	t->log_ns[t->nlog++ % LOGN] = t->cur_ns;
 	n = snprintf(slot, sizeof(t->log[0]), "%s -> ", t->cur);
 	if (n >= sizeof(t->log[0]))
 		return;
@@ -257,17 +269,59 @@ static void done(struct thread *t, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Every thread's remembered operations, merged in the order they began,
+ * into the file $DMABUF_FUZZ_HISTORY names: what other threads did to a
+ * buffer or device before a disagreement.
+ */
+static void dump_history(void)
+{
+	const char *path = getenv("DMABUF_FUZZ_HISTORY");
+	unsigned long next[MAXT];
+	FILE *out;
+
+	if (!path || !(out = fopen(path, "w")))
+		return;
+	for (int i = 0; i < w.nthreads; i++)
+		next[i] = w.th[i].nlog > LOGN ? w.th[i].nlog - LOGN : 0;
+	for (;;) {
+		int pick = -1;
+
+		for (int i = 0; i < w.nthreads; i++) {
+			struct thread *t = &w.th[i];
+
+			if (next[i] < t->nlog && (pick < 0 || t->log_ns[next[i] % LOGN] <
+					w.th[pick].log_ns[next[pick] % LOGN]))
+				pick = i;
+		}
+		if (pick < 0)
+			break;
+		fprintf(out, "%llu.%06llu t%d %s\n",
+			(unsigned long long)w.th[pick].log_ns[next[pick] % LOGN] / 1000000000,
+			(unsigned long long)w.th[pick].log_ns[next[pick] % LOGN] / 1000 % 1000000,
+			pick, w.th[pick].log[next[pick] % LOGN]);
+		next[pick]++;
+	}
+	for (int i = 0; i < w.nthreads; i++)
+		fprintf(out, "%llu.%06llu t%d in progress: %s\n",
+			(unsigned long long)w.th[i].cur_ns / 1000000000,
+			(unsigned long long)w.th[i].cur_ns / 1000 % 1000000, i, w.th[i].cur);
+	fclose(out);
+	printf("# every thread's last %d operations, by start time: %s\n", LOGN, path);
+}
+
 static void dump_logs(void)
 {
 	for (int i = 0; i < w.nthreads; i++) {
 		struct thread *t = &w.th[i];
-		unsigned long n = t->nlog > LOGN ? t->nlog - LOGN : 0;
+		unsigned long n = t->nlog > LOGSHOW ? t->nlog - LOGSHOW : 0;
 
 		printf("# thread %d, last operations:\n", i);
 		for (; n < t->nlog; n++)
 			printf("#   %s\n", t->log[n % LOGN]);
 		printf("#   in progress: %s\n", t->cur);
 	}
+	dump_history();
 }
 
 /* A result the model does not allow: the campaign stops, and fails. */
@@ -2309,35 +2363,6 @@ static void *thread_main(void *arg)
 			__atomic_add_fetch(&w.oks[op], 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
-}
-
-/* A loop device over a file in /tmp, for O_DIRECT reads; -1 without. */
-static int direct_io_source(char *path, size_t len)
-{
-	char backing[] = "/tmp/dmabuf_fuzz_test.XXXXXX";
-	int ctl, n, bfd, lfd = -1;
-
-	bfd = mkstemp(backing);
-	if (bfd < 0)
-		return -1;
-	unlink(backing);
-	if (ftruncate(bfd, 1 << 20))
-		goto out;
-	ctl = open("/dev/loop-control", O_RDWR);
-	n = ctl < 0 ? -1 : ioctl(ctl, LOOP_CTL_GET_FREE);
-	if (ctl >= 0)
-		close(ctl);
-	if (n < 0)
-		goto out;
-	snprintf(path, len, "/dev/loop%d", n);
-	lfd = open(path, O_RDWR);
-	if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, bfd)) {
-		close(lfd);
-		lfd = -1;
-	}
-out:
-	close(bfd);
-	return lfd;
 }
 
 static int setup_dev(struct fdev *d, const char *role, int bar, bool data, bool p2p,

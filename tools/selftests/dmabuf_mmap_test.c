@@ -9,7 +9,6 @@
  * IVSHMEM (a 1 GiB RAM BAR 2 on the root bus) and SW_IVSHMEM (8 GiB) are
  * ours; FLR (virtio, PCIe FLR + PM) brings the events ivshmem lacks.
  */
-#include <linux/loop.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -957,35 +956,6 @@ TEST_F(mmap, huge_mappings)
 	EXPECT_EQ(1, m[0]);
 	munmap((void *)m, 4 * MIB);
 	close(buf);
-}
-
-/* A loop device over a file in /tmp, for O_DIRECT reads; -1 without. */
-static int direct_io_source(char *path, size_t len)
-{
-	char backing[] = "/tmp/dmabuf_mmap_test.XXXXXX";
-	int ctl, n, bfd, lfd = -1;
-
-	bfd = mkstemp(backing);
-	if (bfd < 0)
-		return -1;
-	unlink(backing);
-	if (ftruncate(bfd, 1 << 20))
-		goto out;
-	ctl = open("/dev/loop-control", O_RDWR);
-	n = ctl < 0 ? -1 : ioctl(ctl, LOOP_CTL_GET_FREE);
-	if (ctl >= 0)
-		close(ctl);
-	if (n < 0)
-		goto out;
-	snprintf(path, len, "/dev/loop%d", n);
-	lfd = open(path, O_RDWR);
-	if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, bfd)) {
-		close(lfd);
-		lfd = -1;
-	}
-out:
-	close(bfd);
-	return lfd;
 }
 
 /* GUP refuses these mappings, as vfio-pci's own BAR mappings. */

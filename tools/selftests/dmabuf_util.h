@@ -6,8 +6,14 @@
 #ifndef DMABUF_UTIL_H
 #define DMABUF_UTIL_H
 
+#include <fcntl.h>
+#include <linux/loop.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "dmabuf_test_importer.h"
 #include "linux/dmabuf_vfio_pci.h"
@@ -161,6 +167,38 @@ static inline int revoke_for_good(int device, int dmabuf)
 	};
 
 	return ioctl(device, VFIO_DEVICE_FEATURE, &req) ? -errno : 0;
+}
+
+/*
+ * A loop device over a file in /tmp, for O_DIRECT reads (GUP of a mapping
+ * through the block layer); its path in PATH, -1 without one.
+ */
+static inline int direct_io_source(char *path, size_t len)
+{
+	char backing[] = "/tmp/dmabuf_direct_io.XXXXXX";
+	int ctl, n, bfd, lfd = -1;
+
+	bfd = mkstemp(backing);
+	if (bfd < 0)
+		return -1;
+	unlink(backing);
+	if (ftruncate(bfd, 1 << 20))
+		goto out;
+	ctl = open("/dev/loop-control", O_RDWR);
+	n = ctl < 0 ? -1 : ioctl(ctl, LOOP_CTL_GET_FREE);
+	if (ctl >= 0)
+		close(ctl);
+	if (n < 0)
+		goto out;
+	snprintf(path, len, "/dev/loop%d", n);
+	lfd = open(path, O_RDWR);
+	if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, bfd)) {
+		close(lfd);
+		lfd = -1;
+	}
+out:
+	close(bfd);
+	return lfd;
 }
 
 #endif /* DMABUF_UTIL_H */

@@ -53,6 +53,9 @@
 #   run.sh --stock-bench
 #                     runs the benchmark on Debian's own kernel, as --stock
 #                     boots it (results in results-stock-bench/)
+#   run.sh --stock-fuzz SEED SECONDS THREADS [TARGET...]
+#                     the fuzzer as --fuzz runs it, on Debian's own kernel
+#                     (make fuzz KERNEL=stock; results in results-stock-fuzz/)
 #   run.sh --stock    boots Debian's own kernel ($DISTRO_RELEASE, its image
 #                     and modules as Debian ships them, in the guest root)
 #                     with the module DKMS built for it (stock_stage.sh), and
@@ -66,6 +69,7 @@ TOP=$(cd "$HERE/../.." && pwd)
 
 MODE=check
 BENCH=0
+FUZZ=
 RES=$HERE/results
 CPU=()
 case "${1:-}" in
@@ -77,6 +81,7 @@ case "${1:-}" in
 --stock-bench) MODE=stock BENCH=1 RES=$HERE/results-stock-bench ;;
 --only) MODE=only RES=$HERE/results-only; shift; ONLY=("$@") ;;
 --fuzz) MODE=fuzz RES=${DMABUF_FUZZ_RESULTS:-$HERE/results-fuzz}; shift; FUZZ="${*:-$(date +%s) 1800 4}" ;;
+--stock-fuzz) MODE=stock RES=${DMABUF_FUZZ_RESULTS:-$HERE/results-stock-fuzz}; shift; FUZZ="${*:-$(date +%s) 1800 4}" ;;
 esac
 # The guest boots from a trixie root of its own, with QEMU 11 for
 # qemu_e2e.sh and no udev (scripts/guest-rootfs.sh, run by
@@ -95,7 +100,7 @@ mkdir -p "$RES"
 # The guest reads the --only list from its results directory.
 [ "$MODE" = only ] && printf '%s\n' "${ONLY[@]}" >"$RES/only"
 # The fuzz campaign's parameters too.
-[ "$MODE" = fuzz ] && echo "$FUZZ" >"$RES/fuzz-args"
+[ -n "$FUZZ" ] && echo "$FUZZ" >"$RES/fuzz-args"
 # Where the guest sees $RES: the checkout above it is read-only there, and
 # virtme-ng mounts the writable directories first.
 GUEST_RES=/run/dmabuf-results
@@ -232,7 +237,7 @@ boot() {
 		--rwdir="$GUEST_RES=$RES" "${ro[@]}" \
 		--qemu-opts="${QEMU_OPTS[*]}" \
 		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0 dmabuf_results=$RES" \
-		--exec "env DMABUF_INSTALL_STAGE=$GUEST_RES/install DMABUF_STOCK_STAGE=$GUEST_RES/stage DMABUF_BENCH=$BENCH $HERE/guest.sh $MODE $GUEST_RES" </dev/null >"$RES/console.log" 2>&1 &
+		--exec "env DMABUF_INSTALL_STAGE=$GUEST_RES/install DMABUF_STOCK_STAGE=$GUEST_RES/stage DMABUF_BENCH=$BENCH DMABUF_FUZZ=${FUZZ:+1} $HERE/guest.sh $MODE $GUEST_RES" </dev/null >"$RES/console.log" 2>&1 &
 	local vng=$! rc dog
 	watchdog $vng &
 	dog=$!
@@ -318,7 +323,7 @@ fi
 if [ "$MODE" = bench ] || [ "$BENCH" = 1 ]; then
 	sed -n '/== dmabuf-vfio-pci bench/,$p' "$RES/console.log" | grep -v -E '^(ok|not ok) - '
 fi
-if [ "$MODE" = fuzz ]; then
+if [ -n "$FUZZ" ]; then
 	for log in "$RES"/fuzz-*.log; do
 		[ -f "$log" ] && grep -v '^# progress' "$log"
 	done
