@@ -261,7 +261,7 @@ fn set_memattr(dev: &Device<DmabufVfioPci>, bar: &ExportedBar, memattr: MemAttr)
         for range in bar.ranges.iter() {
             reservations.push(WcReservation::new(range.paddr, range.len)?, GFP_KERNEL)?;
         }
-        state.wc = reservations;
+        state.wc = reservations.into();
     } else {
         state.wc.clear();
     }

@@ -37,6 +37,7 @@ mod kernel_ext {
     //! The layer imports nothing from the driver logic; it builds on
     //! `kernel` and on the module's own [`bindings`].
 
+    pub(crate) mod alloc;
     pub(crate) mod bindings;
     pub(crate) mod dma_buf;
     pub(crate) mod mm {
@@ -56,6 +57,7 @@ mod kernel_ext {
 }
 
 use kernel_ext::{
+    alloc::LazyVec,
     dma_buf::{self, Attachment, DmaDirection, DmaTable, Exported, Exporter, PhysRange},
     mm::virt::{Fault, FaultOutcome, MemAttr, NewVma, WcReservation},
     module,
@@ -325,14 +327,16 @@ struct RequestedRanges<'a>(&'a [u8]);
 /// stack for a few, the heap for more.
 struct RequestBuffer {
     inline: [u8; INLINE_REQUEST_RANGES * DMA_RANGE_SIZE],
-    heap: KVec<u8>,
+    // Created only when needed: dropping even an empty `KVec` calls the
+    // allocator (see `LazyVec`).
+    heap: Option<KVec<u8>>,
 }
 
 impl RequestBuffer {
     fn new() -> Self {
         Self {
             inline: [0; INLINE_REQUEST_RANGES * DMA_RANGE_SIZE],
-            heap: KVec::new(),
+            heap: None,
         }
     }
 }
@@ -352,8 +356,9 @@ impl<'a> RequestedRanges<'a> {
             user.reader().read_slice(inline)?;
             Self(inline)
         } else {
-            user.read_all(&mut buf.heap, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
-            Self(&buf.heap)
+            let heap = buf.heap.insert(KVec::new());
+            user.read_all(heap, flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+            Self(heap)
         };
 
         let mut size = 0u64;
@@ -388,7 +393,9 @@ impl<'a> RequestedRanges<'a> {
         let (start, bar_len) = bar;
         let bar_end = start.checked_add(bar_len).ok_or(EINVAL)?;
         let mut last: Option<PhysRange> = None;
-        let mut earlier = KVec::new();
+        // Allocated at the first range that does not merge: a one-range
+        // buffer allocates, and frees, nothing here.
+        let mut earlier: Option<KVec<PhysRange>> = None;
         for (offset, len) in self.iter() {
             let paddr = start.checked_add(offset).ok_or(EOVERFLOW)?;
             let end = paddr.checked_add(len).ok_or(EOVERFLOW)?;
@@ -398,12 +405,13 @@ impl<'a> RequestedRanges<'a> {
             match last.as_mut() {
                 Some(last) if last.paddr + last.len == paddr => last.len += len,
                 Some(last) => {
-                    if earlier.capacity() == 0 {
-                        earlier = KVec::with_capacity(
+                    let earlier = match earlier.as_mut() {
+                        Some(earlier) => earlier,
+                        None => earlier.insert(KVec::with_capacity(
                             self.iter().len(),
                             flags::GFP_KERNEL | flags::__GFP_NOWARN,
-                        )?;
-                    }
+                        )?),
+                    };
                     earlier.push(*last, flags::GFP_KERNEL)?;
                     *last = PhysRange { paddr, len };
                 }
@@ -412,9 +420,9 @@ impl<'a> RequestedRanges<'a> {
         }
         // The request has at least one range.
         let last = last.ok_or(EINVAL)?;
-        if earlier.is_empty() {
+        let Some(mut earlier) = earlier else {
             return Ok(PhysRanges::One([last]));
-        }
+        };
         earlier.push(last, flags::GFP_KERNEL)?;
         Ok(PhysRanges::Many(earlier))
     }
@@ -476,8 +484,8 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
                 permanent: false,
                 device: Some(registration),
                 memattr: MemAttr::Uncached,
-                wc: KVec::new(),
-                attachments: KVec::new(),
+                wc: LazyVec::new(),
+                attachments: LazyVec::new(),
                 cpu_mappings: 0,
             }),
     }))?;
@@ -533,9 +541,9 @@ struct BufferState {
     memattr: MemAttr,
     /// The ranges' write-combining reservations while `memattr` says so,
     /// until the buffer is revoked for good.
-    wc: KVec<WcReservation>,
+    wc: LazyVec<WcReservation>,
     /// Attached importers.
-    attachments: KVec<AttachedImporter>,
+    attachments: LazyVec<AttachedImporter>,
     /// Live VMAs mapping the buffer.
     cpu_mappings: usize,
 }
