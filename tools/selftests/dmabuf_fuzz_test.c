@@ -298,7 +298,10 @@ static void dump_history(void)
 	unsigned long next[MAXT];
 	FILE *out;
 
-	if (!path || !(out = fopen(path, "w")))
+	if (!path)
+		return;
+	out = fopen(path, "w");
+	if (!out)
 		return;
 	for (int i = 0; i < w.nthreads; i++)
 		next[i] = w.th[i].nlog > LOGN ? w.th[i].nlog - LOGN : 0;

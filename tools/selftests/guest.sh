@@ -262,15 +262,6 @@ case $MODE in
 check | stock) [ "$SUITE" = 0 ] || TESTS=("$HERE"/*_test) ;;
 amd) TESTS=("$HERE/dmabuf_topology_test") ;;
 esac
-# The short fuzz campaign runs on the test kernel only for now: on Debian's
-# kernel the fuzzer still has two findings open (issue 14).  make fuzz
-# KERNEL=stock runs it there.
-if [ "$MODE" = stock ]; then
-	for i in "${!TESTS[@]}"; do
-		[ "${TESTS[$i]##*/}" = dmabuf_fuzz_test ] && unset "TESTS[$i]"
-	done
-	TESTS=("${TESTS[@]}")
-fi
 if [ "$MODE" = only ]; then
 	while read -r t; do [ -n "$t" ] && TESTS+=("$HERE/$t"); done <"$RES/only"
 fi
