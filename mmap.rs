@@ -24,6 +24,7 @@
 //! fault pins the device's vfio registration before it takes `memory_lock`.
 
 use crate::kernel_ext::{
+    alloc::KfreeVec,
     dma_buf::{DmaBufRef, PhysRange},
     mm::virt::{pfns_have_struct_pages, Fault, FaultOutcome, MemAttr, NewVma, WcReservation},
     tracepoint as trace, uapi,
@@ -257,11 +258,11 @@ fn set_memattr(dev: &Device<DmabufVfioPci>, bar: &ExportedBar, memattr: MemAttr)
         return Ok(());
     }
     if memattr == MemAttr::WriteCombining {
-        let mut reservations = KVec::with_capacity(bar.ranges.len(), GFP_KERNEL)?;
+        let mut reservations = KfreeVec::with_capacity(bar.ranges.len(), GFP_KERNEL)?;
         for range in bar.ranges.iter() {
             reservations.push(WcReservation::new(range.paddr, range.len)?, GFP_KERNEL)?;
         }
-        state.wc = reservations.into();
+        state.wc = reservations;
     } else {
         state.wc.clear();
     }

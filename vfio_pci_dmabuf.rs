@@ -57,7 +57,7 @@ mod kernel_ext {
 }
 
 use kernel_ext::{
-    alloc::LazyVec,
+    alloc::{KfreeBox, KfreeVec},
     dma_buf::{self, Attachment, DmaDirection, DmaTable, Exported, Exporter, PhysRange},
     mm::virt::{Fault, FaultOutcome, MemAttr, NewVma, WcReservation},
     module,
@@ -328,7 +328,7 @@ struct RequestedRanges<'a>(&'a [u8]);
 struct RequestBuffer {
     inline: [u8; INLINE_REQUEST_RANGES * DMA_RANGE_SIZE],
     // Created only when needed: dropping even an empty `KVec` calls the
-    // allocator (see `LazyVec`).
+    // allocator (see `kernel_ext::alloc`).
     heap: Option<KVec<u8>>,
 }
 
@@ -393,9 +393,7 @@ impl<'a> RequestedRanges<'a> {
         let (start, bar_len) = bar;
         let bar_end = start.checked_add(bar_len).ok_or(EINVAL)?;
         let mut last: Option<PhysRange> = None;
-        // Allocated at the first range that does not merge: a one-range
-        // buffer allocates, and frees, nothing here.
-        let mut earlier: Option<KVec<PhysRange>> = None;
+        let mut earlier = KfreeVec::new();
         for (offset, len) in self.iter() {
             let paddr = start.checked_add(offset).ok_or(EOVERFLOW)?;
             let end = paddr.checked_add(len).ok_or(EOVERFLOW)?;
@@ -405,13 +403,12 @@ impl<'a> RequestedRanges<'a> {
             match last.as_mut() {
                 Some(last) if last.paddr + last.len == paddr => last.len += len,
                 Some(last) => {
-                    let earlier = match earlier.as_mut() {
-                        Some(earlier) => earlier,
-                        None => earlier.insert(KVec::with_capacity(
+                    if earlier.capacity() == 0 {
+                        earlier = KfreeVec::with_capacity(
                             self.iter().len(),
                             flags::GFP_KERNEL | flags::__GFP_NOWARN,
-                        )?),
-                    };
+                        )?;
+                    }
                     earlier.push(*last, flags::GFP_KERNEL)?;
                     *last = PhysRange { paddr, len };
                 }
@@ -420,9 +417,9 @@ impl<'a> RequestedRanges<'a> {
         }
         // The request has at least one range.
         let last = last.ok_or(EINVAL)?;
-        let Some(mut earlier) = earlier else {
+        if earlier.is_empty() {
             return Ok(PhysRanges::One([last]));
-        };
+        }
         earlier.push(last, flags::GFP_KERNEL)?;
         Ok(PhysRanges::Many(earlier))
     }
@@ -432,7 +429,7 @@ impl<'a> RequestedRanges<'a> {
 /// common case, needs no allocation of its own.
 enum PhysRanges {
     One([PhysRange; 1]),
-    Many(KVec<PhysRange>),
+    Many(KfreeVec<PhysRange>),
 }
 
 impl core::ops::Deref for PhysRanges {
@@ -484,8 +481,8 @@ fn export(dev: &Device<DmabufVfioPci>, arg: UserPtr) -> Result<i32> {
                 permanent: false,
                 device: Some(registration),
                 memattr: MemAttr::Uncached,
-                wc: LazyVec::new(),
-                attachments: LazyVec::new(),
+                wc: KfreeVec::new(),
+                attachments: KfreeVec::new(),
                 cpu_mappings: 0,
             }),
     }))?;
@@ -541,9 +538,9 @@ struct BufferState {
     memattr: MemAttr,
     /// The ranges' write-combining reservations while `memattr` says so,
     /// until the buffer is revoked for good.
-    wc: LazyVec<WcReservation>,
+    wc: KfreeVec<WcReservation>,
     /// Attached importers.
-    attachments: LazyVec<AttachedImporter>,
+    attachments: KfreeVec<AttachedImporter>,
     /// Live VMAs mapping the buffer.
     cpu_mappings: usize,
 }
@@ -661,7 +658,7 @@ impl Exporter for ExportedBar {
         self.state.lock().attachments.retain(|a| a.id != id);
     }
 
-    fn map(&self, attachment: &Attachment, dir: DmaDirection) -> Result<KBox<DmaTable>> {
+    fn map(&self, attachment: &Attachment, dir: DmaDirection) -> Result<KfreeBox<DmaTable>> {
         // The reservation lock is held: `revoked` cannot change meanwhile.
         if self.revoked() {
             return Err(ENODEV);
@@ -687,7 +684,7 @@ impl Exporter for ExportedBar {
         Ok(table)
     }
 
-    fn unmap(&self, attachment: &Attachment, table: KBox<DmaTable>, dir: DmaDirection) {
+    fn unmap(&self, attachment: &Attachment, table: KfreeBox<DmaTable>, dir: DmaDirection) {
         table.unmap(dir);
         if let Some(kind) = MapType::from_word(attachment.exporter_data()) {
             trace::unmap(&self.exporter, self.ino(), attachment.dev(), kind.name());

@@ -25,6 +25,7 @@
 //! and the DMA tables a map hands to importers.
 
 use crate::kernel_ext::{
+    alloc::KfreeBox,
     bindings,
     mm::virt::{Fault, FaultOutcome, MemAttr, NewVma},
     pci::raw_device,
@@ -81,14 +82,14 @@ pub(crate) trait Exporter: Send + Sync + Sized + 'static {
     fn attach(&self, attachment: &Attachment) -> Result;
 
     /// An importer maps the buffer for DMA; the reservation lock is held.
-    fn map(&self, attachment: &Attachment, dir: DmaDirection) -> Result<KBox<DmaTable>>;
+    fn map(&self, attachment: &Attachment, dir: DmaDirection) -> Result<KfreeBox<DmaTable>>;
 
     /// An importer detaches (`dma_buf_ops.detach`).
     fn detach(&self, attachment: &Attachment);
 
     /// An importer unmaps what [`Exporter::map`] returned; the reservation
     /// lock is held.  [`DmaTable::unmap`] undoes the table's DMA mappings.
-    fn unmap(&self, attachment: &Attachment, table: KBox<DmaTable>, dir: DmaDirection);
+    fn unmap(&self, attachment: &Attachment, table: KfreeBox<DmaTable>, dir: DmaDirection);
 
     /// The dma-buf is being freed; the private data is dropped right after.
     fn release(&self);
@@ -734,9 +735,9 @@ impl DmaTable {
         nents: u64,
         dev: *mut kernel::bindings::device,
         mapping: DmaMapping,
-    ) -> Result<KBox<Self>> {
+    ) -> Result<KfreeBox<Self>> {
         let nents = u32::try_from(nents).map_err(|_| EINVAL)?;
-        let mut table = KBox::new(
+        let mut table = KfreeBox::new(
             DmaTable {
                 sgt: pin_init::zeroed(),
                 allocated: 0,
@@ -795,7 +796,7 @@ impl DmaTable {
         dev: &device::Device,
         ranges: &[PhysRange],
         to_bus: impl Fn(u64) -> u64,
-    ) -> Result<KBox<Self>> {
+    ) -> Result<KfreeBox<Self>> {
         let nents = ranges.iter().map(|r| sg_entries(r.len)).sum();
         let mut table = Self::alloc(nents, raw_device(dev), DmaMapping::BusAddr)?;
         table.fill(ranges.iter().map(|r| (to_bus(r.paddr), r.len)));
@@ -809,7 +810,7 @@ impl DmaTable {
         ranges: &[PhysRange],
         size: u64,
         dir: DmaDirection,
-    ) -> Result<KBox<Self>> {
+    ) -> Result<KfreeBox<Self>> {
         let raw = raw_device(dev);
         let mut state: kernel::bindings::dma_iova_state = pin_init::zeroed();
         // SAFETY: `raw` is a valid device; `state` is a zeroed IOVA state.
@@ -846,7 +847,7 @@ impl DmaTable {
         ranges: &[PhysRange],
         size: u64,
         dir: DmaDirection,
-    ) -> Result<KBox<Self>> {
+    ) -> Result<KfreeBox<Self>> {
         let mut offset = 0u64;
         let mut ret = 0;
         for r in ranges {
@@ -913,8 +914,8 @@ impl DmaTable {
         self.sgt.nents
     }
 
-    fn into_raw(self: KBox<Self>) -> NonNull<kernel::bindings::sg_table> {
-        let table = KBox::into_raw(self);
+    fn into_raw(self: KfreeBox<Self>) -> NonNull<kernel::bindings::sg_table> {
+        let table = KfreeBox::into_raw(self);
         // SAFETY: `table` is a valid allocation; `sgt` is its first field.
         unsafe { NonNull::new_unchecked(addr_of_mut!((*table).sgt)) }
     }
@@ -924,13 +925,13 @@ impl DmaTable {
     /// # Safety
     ///
     /// `sgt` must come from [`DmaTable::into_raw`] and not be taken back twice.
-    unsafe fn from_raw(sgt: NonNull<kernel::bindings::sg_table>) -> KBox<Self> {
-        // SAFETY: `sgt` is the first field of a `DmaTable` allocated by `KBox`.
-        unsafe { KBox::from_raw(sgt.as_ptr().cast::<Self>()) }
+    unsafe fn from_raw(sgt: NonNull<kernel::bindings::sg_table>) -> KfreeBox<Self> {
+        // SAFETY: `sgt` is the first field of a `DmaTable` allocated by `KfreeBox`.
+        unsafe { KfreeBox::from_raw(sgt.as_ptr().cast::<Self>()) }
     }
 
     /// Undoes the DMA mappings; dropping the table frees it.
-    pub(crate) fn unmap(mut self: KBox<Self>, dir: DmaDirection) {
+    pub(crate) fn unmap(mut self: KfreeBox<Self>, dir: DmaDirection) {
         let dev = self.dev;
         match &mut self.mapping {
             DmaMapping::BusAddr => (),
