@@ -194,13 +194,6 @@ static struct {
 	const char *importer;
 	pthread_mutex_t lock;		/* the model */
 	pthread_rwlock_t forklock;	/* children alive (read), reopen (write) */
-	/*
-	 * Taking address space (read) against mmap_aligned()'s reservation
-	 * (write): a MAP_FIXED mmap the driver refuses can leave a hole in the
-	 * reservation, which another thread's mmap must not take before the
-	 * reservation is unmapped.
-	 */
-	pthread_rwlock_t vmlock;
 	struct bufslot buf[NBUF];
 	struct mapslot map[NMAP];
 	struct impslot imp[NIMP];
@@ -219,16 +212,6 @@ static struct {
 #define LOCK()		pthread_mutex_lock(&w.lock)
 #define UNLOCK()	pthread_mutex_unlock(&w.lock)
 
-/* mmap() where the kernel chooses: never inside a reservation's hole. */
-static void *mmap_anywhere(size_t len, int prot, int flags, int fd, off_t off)
-{
-	void *p;
-
-	pthread_rwlock_rdlock(&w.vmlock);
-	p = mmap(NULL, len, prot, flags, fd, off);
-	pthread_rwlock_unlock(&w.vmlock);
-	return p;
-}
 
 static uint64_t rnd(struct thread *t)
 {
@@ -766,7 +749,7 @@ static void op_export_bad(struct thread *t)
 	struct export_req *req;
 	int kind = below(t, 10), nr, expect = -EINVAL, alt = 0, ret;
 
-	area = mmap_anywhere(big + PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	area = mmap(NULL, big + PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (area == MAP_FAILED)
 		return;
 	mprotect(area + big, PAGE, PROT_NONE);
@@ -1192,27 +1175,29 @@ static void *mmap_aligned(size_t len, int prot, int flags, int fd, off_t off, si
 	void *p;
 
 	if (align <= PAGE)
-		return mmap_anywhere(len, prot, flags, fd, off);
-	pthread_rwlock_wrlock(&w.vmlock);
+		return mmap(NULL, len, prot, flags, fd, off);
 	r = mmap(NULL, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (r == MAP_FAILED) {
-		pthread_rwlock_unlock(&w.vmlock);
+	if (r == MAP_FAILED)
 		return r;
-	}
 	a = (uint8_t *)(((uintptr_t)r + align - 1) & ~(uintptr_t)(align - 1));
 	p = mmap(a, len, prot, flags | MAP_FIXED, fd, off);
-	if (p == MAP_FAILED) {
-		int err = errno;
-
-		munmap(r, len + align);
-		pthread_rwlock_unlock(&w.vmlock);
-		errno = err;
-		return p;
-	}
 	if (a > r)
 		munmap(r, a - r);
 	munmap(a + len, r + len + align - (a + len));
-	pthread_rwlock_unlock(&w.vmlock);
+	if (p == MAP_FAILED) {
+		int err = errno;
+
+		/*
+		 * A MAP_FIXED mmap the exporter refused may have left a hole
+		 * where the reservation was, which another thread's mmap may
+		 * have taken since: unmap the range only if it is still ours
+		 * or free, never what is there now.
+		 */
+		if (mmap(a, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+			 MAP_FIXED_NOREPLACE, -1, 0) == a)
+			munmap(a, len);
+		errno = err;
+	}
 	return p;
 }
 
@@ -1328,7 +1313,7 @@ static void op_devmap(struct thread *t)
 		len = d->window * PAGE - off;
 	note(t, "mmap %s device fd BAR%d off=%#llx len=%#llx", d->role, d->bar,
 	     (unsigned long long)off, (unsigned long long)len);
-	p = mmap_anywhere(len, PROT_READ | PROT_WRITE, MAP_SHARED, d->h.device, d->bar_region + off);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, d->h.device, d->bar_region + off);
 	done(t, "%s", p == MAP_FAILED ? strerror(errno) : "mapped");
 	if (p == MAP_FAILED) {
 		disagree(t, "mmap of the device fd: %s", strerror(errno));
@@ -1391,19 +1376,14 @@ static void op_mremap(struct thread *t)
 	len = how == 0 ? s->len + PAGE : how == 1 && s->len > PAGE ? s->len - PAGE : s->len;
 	note(t, "mremap %p+%#zx to %#zx%s", s->addr, s->len, len, how == 2 ? " moved" : "");
 	if (how == 2) {
-		void *to;
+		void *to = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-		pthread_rwlock_rdlock(&w.vmlock);
-		to = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		p = to == MAP_FAILED ? MAP_FAILED :
 		    mremap(s->addr, s->len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
 		if (p == MAP_FAILED && to != MAP_FAILED)
 			munmap(to, len);
-		pthread_rwlock_unlock(&w.vmlock);
 	} else {
-		pthread_rwlock_rdlock(&w.vmlock);
 		p = mremap(s->addr, s->len, len, how == 0 ? MREMAP_MAYMOVE : 0);
-		pthread_rwlock_unlock(&w.vmlock);
 	}
 	done(t, "%s", p == MAP_FAILED ? strerror(errno) : "ok");
 	if (p != MAP_FAILED) {
@@ -2527,7 +2507,6 @@ static int campaign(const char *target, uint64_t seed, int seconds, int nthreads
 		pthread_rwlockattr_init(&a);
 		pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 		pthread_rwlock_init(&w.forklock, &a);
-		pthread_rwlock_init(&w.vmlock, &a);
 	}
 	for (int i = 0; i < NBUF; i++) {
 		pthread_rwlock_init(&w.buf[i].rw, NULL);
