@@ -197,11 +197,18 @@ static long minflt(void)
 	return ru.ru_minflt;
 }
 
-static volatile uint8_t *map_aligned(int fd, size_t len, off_t off)
+/*
+ * Maps @len bytes of @fd at an address aligned to @align, inside a
+ * reservation of 2 x @align that stays reserved around it: nothing else of
+ * the process lands in the same aligned block.
+ */
+static volatile uint8_t *map_aligned(int fd, size_t len, off_t off, size_t align)
 {
-	uint8_t *area = mmap(NULL, 2 * len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uint8_t *at = (uint8_t *)(((uintptr_t)area + len - 1) & ~(len - 1));
+	uint8_t *area = mmap(NULL, 2 * align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint8_t *at = (uint8_t *)(((uintptr_t)area + align - 1) & ~(align - 1));
 
+	if (area == MAP_FAILED)
+		return MAP_FAILED;
 	return mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, off);
 }
 
@@ -211,7 +218,7 @@ static struct stat3 time_touch(int fd, off_t off, double *faults)
 	double v[3];
 
 	for (int r = 0; r < 3; r++) {
-		volatile uint8_t *p = map_aligned(fd, GIB, off);
+		volatile uint8_t *p = map_aligned(fd, GIB, off, GIB);
 		long before = minflt();
 		double t = now_us();
 
@@ -253,18 +260,10 @@ static struct stat3 bandwidth(volatile uint8_t *p, bool write)
 static volatile uint8_t *map_bar_alone(int device, int bar)
 {
 	struct vfio_region_info info;
-	uint8_t *area, *at;
 
 	if (vfio_region(device, VFIO_PCI_BAR0_REGION_INDEX + bar, &info))
 		return MAP_FAILED;
-	area = mmap(NULL, 2 * GIB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (area == MAP_FAILED)
-		return MAP_FAILED;
-	at = (uint8_t *)(((uintptr_t)area + GIB - 1) & ~(GIB - 1));
-	munmap(area, at - area);
-	munmap(at + GIB, area + 2 * GIB - (at + GIB));
-	return mmap(at, 64 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, device,
-		    info.offset);
+	return map_aligned(device, 64 * MIB, info.offset, GIB);
 }
 
 int main(int argc, char **argv)
