@@ -302,6 +302,10 @@ fi
 # 10 s into its log.
 if [ "$FUZZ" = 1 ]; then
 	read -r seed secs threads targets <"$RES/fuzz-args"
+	# Where the kernel and its modules are, to name the RIPs run.sh samples
+	# from a guest that stops making progress (cpu-state; name_rips.py).
+	# Debian's System.map is a placeholder: the guest's own table it is.
+	cp /proc/kallsyms "$RES/kallsyms" 2>/dev/null
 	step fuzz
 	pids=()
 	for target in ${targets:-ours vfio}; do

@@ -173,6 +173,8 @@ QEMU_OPTS=(
 	# A guest that resets itself (a triple fault with -no-reboot) ends
 	# QEMU without a word on the console: the log says so.
 	-D "$RES/qemu.log" -d cpu_reset
+	# What a guest that stopped making progress was doing (cpu_state()).
+	-monitor unix:$RES/monitor.sock,server=on,wait=off
 )
 # Benchmarks on an instruction clock: with -icount the guest's time is the
 # count of instructions it ran (shift=0: 1 ns each) on one host thread, so
@@ -188,6 +190,52 @@ fi
 STALL=${DMABUF_STALL_SECONDS:-600}
 # What the boot (QEMU start to guest.sh) takes on an idle build machine.
 BOOT_REFERENCE=60
+
+# What a stuck guest is doing, from QEMU's monitor, into $RES/cpu-state:
+# every vCPU's registers five times a second apart (a RIP that never moves
+# spins; a halted CPU has HLT=1), each local APIC (is a timer armed, an
+# interrupt pending?), then SysRq w and l on the emulated keyboard: the
+# kernel's own list of blocked tasks and every CPU's backtrace, on the
+# console (sysrq_always_enabled).  name_rips.py names the RIPs.
+cpu_state() {
+	[ -S "$RES/monitor.sock" ] || return 0
+	local i
+	{
+		for i in 1 2 3 4 5; do
+			echo "=== sample $i, $(date +%T)"
+			monitor 'info registers -a'
+			sleep 1
+		done
+		echo "=== local APICs"
+		monitor 'info lapic 0'
+		monitor 'info lapic 1'
+		echo "=== SysRq w, l (output on the console)"
+		monitor 'sendkey alt-sysrq-w'
+		sleep 5
+		monitor 'sendkey alt-sysrq-l'
+		sleep 5
+	} >"$RES/cpu-state" 2>&1
+}
+
+monitor() {	# HMP command
+	python3 - "$RES/monitor.sock" "$1" <<-'PY'
+		import socket, sys
+		s = socket.socket(socket.AF_UNIX)
+		s.settimeout(10)
+		s.connect(sys.argv[1])
+		def until_prompt():
+		    buf = b""
+		    while not buf.endswith(b"(qemu) "):
+		        chunk = s.recv(65536)
+		        if not chunk:
+		            break
+		        buf += chunk
+		    return buf
+		until_prompt()
+		s.sendall(sys.argv[2].encode() + b"\n")
+		sys.stdout.write(until_prompt().decode(errors="replace"))
+		PY
+}
 
 stop_guest() {	# vng pid
 	kill "$1" 2>/dev/null
@@ -222,6 +270,7 @@ watchdog() {	# vng pid
 			last=$now
 		elif [ $((now - last)) -ge "$limit" ]; then
 			echo "$((now - t0)) s after QEMU started, nothing changed for $((now - last)) s (limit $limit s)" >"$RES/stalled"
+			cpu_state
 			stop_guest "$1"
 			return
 		fi
@@ -232,11 +281,13 @@ boot() {
 	local d ro=()
 	for d in "${SHARED[@]}"; do ro+=("--rodir=$d=$d"); done
 	# dmabuf_results= tells this run's QEMU from another's (stop_guest).
-	"$VNG" --run "$KIMG" --disable-microvm --disable-kvm \
+	# DMABUF_QEMU: another QEMU binary for the guest (e.g. a wrapper that
+	# runs the guest root's QEMU 11 on this host).
+	"$VNG" --run "$KIMG" --disable-microvm --disable-kvm ${DMABUF_QEMU:+--qemu "$DMABUF_QEMU"} \
 		--cpus 2 --memory 3G --root "$GUEST_ROOT" \
 		--rwdir="$GUEST_RES=$RES" "${ro[@]}" \
 		--qemu-opts="${QEMU_OPTS[*]}" \
-		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 pci=disable_acs_redir=0000:00:19.0 dmabuf_results=$RES" \
+		--append "intel_iommu=on no5lvl panic_on_warn=0 loglevel=5 sysrq_always_enabled pci=disable_acs_redir=0000:00:19.0 ${DMABUF_APPEND:-} dmabuf_results=$RES" \
 		--exec "env DMABUF_INSTALL_STAGE=$GUEST_RES/install DMABUF_STOCK_STAGE=$GUEST_RES/stage DMABUF_BENCH=$BENCH DMABUF_FUZZ=${FUZZ:+1} $HERE/guest.sh $MODE $GUEST_RES" </dev/null >"$RES/console.log" 2>&1 &
 	local vng=$! rc dog
 	watchdog $vng &
@@ -274,6 +325,7 @@ diagnose() {	# seconds, vng exit code
 	last=$(tail -1 "$RES/timeline" 2>/dev/null)
 	echo "[run] the guest stopped after $1 s (vng exit $2), in: ${last:-boot, before guest.sh started} (guest uptime, step)"
 	[ -f "$RES/stalled" ] && echo "[run] stopped for lack of progress: $(cat "$RES/stalled")"
+	[ -s "$RES/cpu-state" ] && grep -a -E '^(=== |CPU#|RIP=)' "$RES/cpu-state" | head -15 | sed 's/^/[run] /'
 	grep -a -h -E 'Triple fault|fatal|[Aa]ssert|abort' "$RES/qemu.log" 2>/dev/null | head -3 | sed 's/^/[run] qemu: /'
 	grep -a -v -E '^(ok|not ok) - ' "$RES/console.log" | grep -v '^$' | tail -8 | sed 's/^/[run] console: /'
 	tail -12 "$RES/kmsg.txt" 2>/dev/null | sed 's/^/[run] kernel: /'
