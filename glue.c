@@ -369,6 +369,7 @@ static vm_fault_t dmabuf_vfio_device_huge_fault(struct vm_fault *vmf,
 static const struct vm_operations_struct dmabuf_vfio_device_vm_ops = {
 	.fault		= dmabuf_vfio_device_page_fault,
 	.huge_fault	= dmabuf_vfio_device_huge_fault,
+	.may_split	= dmabuf_vfio_may_split,
 };
 
 /* Whether the core's table has nothing but the two faults the driver's has. */
@@ -411,6 +412,12 @@ int dmabuf_vfio_device_mmap(struct vfio_device *vdev,
 vm_fault_t dmabuf_vfio_core_huge_fault(struct vm_fault *vmf, unsigned int order)
 {
 	return dmabuf_vfio_core_vm_ops->huge_fault(vmf, order);
+}
+
+/* vma_start_write() is static inline. */
+void dmabuf_vfio_vma_start_write(struct vm_area_struct *vma)
+{
+	vma_start_write(vma);
 }
 
 void dmabuf_vfio_count_wait_zero(atomic_long_t *count)

@@ -84,6 +84,13 @@ vm_fault_t dmabuf_vfio_core_huge_fault(struct vm_fault *vmf,
 				       unsigned int order);
 
 /*
+ * may_split of the driver's VMAs (Rust, kernel_ext/mm/virt.rs): takes down
+ * a PUD entry across the split, which Linux 7.3 cannot split itself.
+ */
+int dmabuf_vfio_may_split(struct vm_area_struct *vma, unsigned long addr);
+void dmabuf_vfio_vma_start_write(struct vm_area_struct *vma);
+
+/*
  * A count waited on until it drops to zero (wait_var_event() is a macro,
  * the wake needs the fully ordered atomic_long_dec_and_test()).
  */

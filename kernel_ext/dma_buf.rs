@@ -506,6 +506,7 @@ impl<T: Exporter> ExporterOps<T> {
         huge_fault: Some(Self::huge_fault),
         open: Some(Self::vma_open),
         close: Some(Self::vma_close),
+        may_split: Some(crate::kernel_ext::mm::virt::dmabuf_vfio_may_split),
         ..pin_init::zeroed()
     };
 

@@ -10,7 +10,7 @@
 //! and its [`FaultOutcome`], the memory attribute ([`MemAttr`]) and the
 //! write-combining reservations ([`WcReservation`]) of the ranges.
 
-use kernel::{bindings, prelude::*, types::Opaque};
+use kernel::{bindings, ffi::c_ulong, mm::virt::VmaRef, prelude::*, types::Opaque};
 
 /// How the CPU maps device memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +100,45 @@ impl NewVma {
             )
         };
     }
+}
+
+/// `vm_operations_struct.may_split` of every VMA whose huge faults the
+/// driver serves (its dma-buf mappings, the device fd's BAR mappings): takes
+/// down the PUD entry that maps across `addr`, where the core MM is about
+/// to split the VMA, and never refuses the split.
+///
+/// Linux 7.3 splits huge PMD entries at a new VMA boundary
+/// (`vma_adjust_trans_huge()`), but finds them with `mm_find_pmd()`, which
+/// walks through a PUD leaf as if it were a page table: for a 1 GiB entry
+/// of device memory it computes a "PMD table" inside the BAR and oopses on
+/// its lock, with the mmap lock held for good.  A `munmap()`, `mprotect()`
+/// or shrinking `mremap()` of part of a 1 GiB-mapped range gets there.
+/// With the entry gone, the pieces fault again, at the sizes the new VMAs
+/// allow.
+///
+/// # Safety
+///
+/// Called by the core MM as `may_split`, with the mmap lock of `vma` held
+/// for writing.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dmabuf_vfio_may_split(
+    vma: *mut bindings::vm_area_struct,
+    addr: c_ulong,
+) -> c_int {
+    const PUD_SIZE: usize = 1 << bindings::PUD_SHIFT;
+    let start = addr & !(PUD_SIZE - 1);
+    // SAFETY: The caller holds the mmap lock, which a `VmaRef` needs.
+    let vma_ref = unsafe { VmaRef::from_raw(vma) };
+    // A PUD entry maps a block the VMA covers whole, or nothing.
+    if addr == start || start < vma_ref.start() || vma_ref.end() - start < PUD_SIZE {
+        return 0;
+    }
+    // The core MM write-locks the VMA only after this callback: until then
+    // a fault under the per-VMA lock could map the block again.
+    // SAFETY: The caller holds the mmap lock for writing.
+    unsafe { crate::kernel_ext::bindings::dmabuf_vfio_vma_start_write(vma) };
+    vma_ref.zap_vma_range(start, PUD_SIZE);
+    0
 }
 
 /// Whether any of the `nr` page frames from `pfn` has a `struct page`

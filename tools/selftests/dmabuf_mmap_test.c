@@ -958,6 +958,74 @@ TEST_F(mmap, huge_mappings)
 	close(buf);
 }
 
+/* How split_inside_a_pud_entry() cuts the mapping. */
+enum pud_split { SHRINK, PUNCH, PROTECT };
+
+/*
+ * Maps 1 GiB of @fd from @off 1 GiB aligned, takes one PUD fault, writes
+ * through it, then cuts the VMA inside the PUD entry as @how says and reads
+ * every byte written back through what is left.
+ */
+static void split_inside_a_pud_entry(struct __test_metadata *_metadata, int fd, off_t off,
+				     enum pud_split how)
+{
+	volatile uint8_t *m = map_aligned(fd, GIB, GIB, 0, off);
+	long before;
+
+	ASSERT_NE(MAP_FAILED, m);
+	before = minor_faults();
+	m[GIB / 2 + PAGE] = 0xa5;
+	m[GIB - PAGE] = 0x5a;
+	ASSERT_EQ(1, minor_faults() - before) TH_LOG("not one PUD entry: nothing to split");
+
+	switch (how) {
+	case SHRINK:	/* what the fuzzer did: a kernel oops, mmap_lock held for good */
+		ASSERT_EQ(m, mremap((void *)m, GIB, GIB - PAGE, 0));
+		EXPECT_EQ(0xa5, m[GIB / 2 + PAGE]);
+		EXPECT_EQ(0, munmap((void *)m, GIB - PAGE));
+		return;
+	case PUNCH:
+		ASSERT_EQ(0, munmap((void *)(m + GIB / 2), PAGE));
+		EXPECT_EQ(0xa5, m[GIB / 2 + PAGE]);
+		EXPECT_EQ(0x5a, m[GIB - PAGE]);
+		break;
+	case PROTECT:
+		ASSERT_EQ(0, mprotect((void *)(m + GIB / 2), PAGE, PROT_READ));
+		EXPECT_EQ(0xa5, m[GIB / 2 + PAGE]);
+		m[GIB - PAGE] = 0x33;
+		EXPECT_EQ(0x33, m[GIB - PAGE]);
+		break;
+	}
+	EXPECT_EQ(1, m[0]);
+	munmap((void *)m, GIB);
+}
+
+/*
+ * Cutting a VMA inside a 1 GiB entry, of a dma-buf and of the device fd.
+ * Linux 7.3 splits PMD entries at a new VMA boundary but walks through a
+ * PUD entry as if it were a page table (vma_adjust_trans_huge(),
+ * mm_find_pmd()): the fuzzer's mremap() of a 1 GiB mapping to 1 GiB - 4 KiB
+ * oopsed in __split_huge_pmd() with the mmap_lock held, and hung every
+ * thread of the process.  The driver takes the PUD entry down before a
+ * split (may_split); the pieces fault again.
+ */
+TEST_F(mmap, split_inside_a_pud_entry)
+{
+	const enum pud_split cuts[] = { SHRINK, PUNCH, PROTECT };
+	int buf;
+
+	if (self->bar_size < GIB)
+		SKIP(return, "BAR 2 is smaller than 1 GiB");
+	ASSERT_EQ(0, bar_start(test_dev("IVSHMEM"), 2) % GIB);
+	buf = export1(self->h.device, 2, 0, GIB);
+	ASSERT_GE(buf, 0);
+	for (unsigned int i = 0; i < ARRAY_SIZE(cuts); i++) {
+		split_inside_a_pud_entry(_metadata, buf, 0, cuts[i]);
+		split_inside_a_pud_entry(_metadata, self->h.device, (off_t)2 << 40, cuts[i]);
+	}
+	close(buf);
+}
+
 /* GUP refuses these mappings, as vfio-pci's own BAR mappings. */
 static void expect_no_gup(struct __test_metadata *_metadata, volatile uint8_t *m,
 			  const char *what)
