@@ -392,36 +392,36 @@ impl<'a> RequestedRanges<'a> {
     fn phys_ranges(&self, bar: (u64, u64)) -> Result<PhysRanges> {
         let (start, bar_len) = bar;
         let bar_end = start.checked_add(bar_len).ok_or(EINVAL)?;
-        let mut last: Option<PhysRange> = None;
-        let mut earlier = KfreeVec::new();
-        for (offset, len) in self.iter() {
+        let place = |(offset, len): (u64, u64)| -> Result<PhysRange> {
             let paddr = start.checked_add(offset).ok_or(EOVERFLOW)?;
             let end = paddr.checked_add(len).ok_or(EOVERFLOW)?;
             if end > bar_end {
                 return Err(EINVAL);
             }
-            match last.as_mut() {
-                Some(last) if last.paddr + last.len == paddr => last.len += len,
-                Some(last) => {
-                    if earlier.capacity() == 0 {
-                        earlier = KfreeVec::with_capacity(
-                            self.iter().len(),
-                            flags::GFP_KERNEL | flags::__GFP_NOWARN,
-                        )?;
-                    }
-                    earlier.push(*last, flags::GFP_KERNEL)?;
-                    *last = PhysRange { paddr, len };
-                }
-                None => last = Some(PhysRange { paddr, len }),
+            Ok(PhysRange { paddr, len })
+        };
+        let mut requested = self.iter();
+        // The request has at least one range.
+        let first = place(requested.next().ok_or(EINVAL)?)?;
+        if requested.len() == 0 {
+            return Ok(PhysRanges::One([first]));
+        }
+        // Room for every range up front: each push below is a store.
+        let mut ranges =
+            KfreeVec::with_capacity(self.iter().len(), flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+        ranges.push_within_capacity(first).map_err(|_| ENOMEM)?;
+        for range in requested {
+            let range = place(range)?;
+            match ranges.last_mut() {
+                // Cannot overflow: `place()` checked the end of `last`.
+                Some(last) if last.paddr + last.len == range.paddr => last.len += range.len,
+                _ => ranges.push_within_capacity(range).map_err(|_| ENOMEM)?,
             }
         }
-        // The request has at least one range.
-        let last = last.ok_or(EINVAL)?;
-        if earlier.is_empty() {
-            return Ok(PhysRanges::One([last]));
+        match *ranges {
+            [merged] => Ok(PhysRanges::One([merged])),
+            _ => Ok(PhysRanges::Many(ranges)),
         }
-        earlier.push(last, flags::GFP_KERNEL)?;
-        Ok(PhysRanges::Many(earlier))
     }
 }
 
