@@ -262,16 +262,6 @@ case $MODE in
 check | stock) [ "$SUITE" = 0 ] || TESTS=("$HERE"/*_test) ;;
 amd) TESTS=("$HERE/dmabuf_topology_test") ;;
 esac
-# The short fuzz campaign runs on the test kernel only: on Debian's kernel
-# its guest froze in five fuzz runs of this day (guest timers stop: no
-# progress line, no kernel message; issue 14), a hang a make check must not
-# depend on.  make fuzz KERNEL=stock runs it there.
-if [ "$MODE" = stock ]; then
-	for i in "${!TESTS[@]}"; do
-		[ "${TESTS[$i]##*/}" = dmabuf_fuzz_test ] && unset "TESTS[$i]"
-	done
-	TESTS=("${TESTS[@]}")
-fi
 if [ "$MODE" = only ]; then
 	while read -r t; do [ -n "$t" ] && TESTS+=("$HERE/$t"); done <"$RES/only"
 fi
