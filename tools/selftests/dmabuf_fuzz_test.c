@@ -346,6 +346,52 @@ static void disagree(struct thread *t, const char *fmt, ...)
 	pthread_mutex_unlock(&w.out);
 }
 
+/*
+ * The kernel's log from the campaign's start on.  A splat is a failure
+ * like a disagreement, and the campaign reports it at once: an oops can
+ * leave a lock held (the mmap_lock, in the first one found) and every
+ * thread asleep for good, so nothing would come after it.
+ */
+static int kmsg_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd >= 0)
+		lseek(fd, 0, SEEK_END);
+	return fd;
+}
+
+/* The first new record of @fd that names a kernel splat, into @line. */
+static bool kmsg_splat(int fd, char *line, size_t size)
+{
+	static const char *const splats[] = {
+		"BUG:", "Oops", "WARNING:", "KASAN", "UBSAN", "general protection fault",
+		"possible circular locking", "possible recursive locking",
+		"blocked for more than", "Kernel panic",
+	};
+	char rec[2048];
+	ssize_t len;
+
+	for (;;) {
+		char *msg;
+
+		len = read(fd, rec, sizeof(rec) - 1);
+		if (len < 0 && errno == EPIPE)	/* records overwritten meanwhile */
+			continue;
+		if (len <= 0)
+			return false;
+		rec[len] = 0;
+		msg = strchr(rec, ';');
+		msg = msg ? msg + 1 : rec;
+		for (unsigned int i = 0; i < ARRAY_SIZE(splats); i++) {
+			if (strstr(msg, splats[i])) {
+				snprintf(line, size, "%s", msg);
+				return true;
+			}
+		}
+	}
+}
+
 /* --- SIGBUS ------------------------------------------------------------ */
 
 static __thread sigjmp_buf bus_jmp;
@@ -2475,6 +2521,9 @@ static int campaign(const char *target, uint64_t seed, int seconds, int nthreads
 	struct sigaction sa = { .sa_handler = on_sigbus, .sa_flags = SA_NODEFER };
 	time_t start = time(NULL), last = start;
 	unsigned long long total = 0;
+	int kmsg = kmsg_open();
+	bool dumped = false;
+	char splat[512];
 	int ret;
 
 	static int weight_vfio_opath[NOPS];
@@ -2576,6 +2625,21 @@ static int campaign(const char *target, uint64_t seed, int seconds, int nthreads
 	while (!w.stop && (time(NULL) - start < seconds ||
 			   (until_covered && !covered() && time(NULL) - start < 4 * seconds))) {
 		sleep(1);
+		if (kmsg >= 0 && kmsg_splat(kmsg, splat, sizeof(splat))) {
+			pthread_mutex_lock(&w.out);
+			if (!w.failed)
+				printf("# KERNEL SPLAT during the campaign: %s", splat);
+			w.failed = 1;
+			w.stop = 1;
+			pthread_mutex_unlock(&w.out);
+			/* Now: the threads may never come back to be joined. */
+			dump_logs();
+			printf("# replay: make fuzz SEED=%llu SECONDS=%d THREADS=%d\n",
+			       (unsigned long long)seed, seconds, w.nthreads);
+			fflush(stdout);
+			dumped = true;
+			break;
+		}
 		if (time(NULL) - last >= 10) {
 			last = time(NULL);
 			total = 0;
@@ -2614,12 +2678,14 @@ static int campaign(const char *target, uint64_t seed, int seconds, int nthreads
 		}
 		printf("\n");
 	}
-	if (w.failed) {
+	if (w.failed && !dumped) {
 		dump_logs();
 		printf("# replay: make fuzz SEED=%llu SECONDS=%d THREADS=%d\n",
 		       (unsigned long long)seed, seconds, w.nthreads);
 	}
 	fflush(stdout);
+	if (kmsg >= 0)
+		close(kmsg);
 	teardown();
 	return w.failed;
 }
