@@ -477,6 +477,20 @@ static struct obs observe(struct bufm *m, struct fdev *d)
 	return o;
 }
 
+/* The model's view of @m (or of @d's device fd), for a disagreement. */
+static const char *model_str(struct bufm *m, struct fdev *d, char *buf, size_t size)
+{
+	LOCK();
+	if (m)
+		d = m->d;
+	snprintf(buf, size,
+		 "%s mem=%d d0=%d lp=%d lp_maybe=%d unknown=%d deferred=%d inflight=%u wild=%u gen=%u%s",
+		 d->role, d->mem, d->d0, d->lp, d->lp_maybe, d->unknown, d->deferred, d->inflight,
+		 d->wild, d->gen, m ? (buf_dead_locked(m) ? " buffer dead" : " buffer live") : "");
+	UNLOCK();
+	return buf;
+}
+
 /* What held throughout: MAYBE when an event came in between. */
 static int settled(struct bufm *m, struct fdev *d, struct obs o)
 {
@@ -1486,6 +1500,7 @@ static void op_touch(struct thread *t)
 {
 	struct mapslot *s = &w.map[below(t, NMAP)];
 	uint64_t page, bar_off, v;
+	char why[192];
 	struct obs o;
 	int ret, rule;
 
@@ -1503,9 +1518,11 @@ static void op_touch(struct thread *t)
 	if (ret) {
 		__atomic_add_fetch(&w.sigbus, 1, __ATOMIC_RELAXED);
 		if (rule == YES)
-			disagree(t, "SIGBUS on an accessible mapping");
+			disagree(t, "SIGBUS on an accessible mapping (at gen %u; model now: %s)",
+				 o.gen, model_str(s->m, s->d, why, sizeof(why)));
 	} else if (rule == NO) {
-		disagree(t, "a revoked mapping was read");
+		disagree(t, "a revoked mapping was read (at gen %u; model now: %s)",
+			 o.gen, model_str(s->m, s->d, why, sizeof(why)));
 	}
 out:
 	pthread_rwlock_unlock(&s->rw);
@@ -2628,7 +2645,7 @@ static int campaign(const char *target, uint64_t seed, int seconds, int nthreads
 		if (kmsg >= 0 && kmsg_splat(kmsg, splat, sizeof(splat))) {
 			pthread_mutex_lock(&w.out);
 			if (!w.failed)
-				printf("# KERNEL SPLAT during the campaign: %s", splat);
+				printf("# KERNEL SPLAT while fuzzing: %s", splat);
 			w.failed = 1;
 			w.stop = 1;
 			pthread_mutex_unlock(&w.out);
