@@ -33,6 +33,14 @@
 //! | `VFIO_DEVICE_PCI_HOT_RESET` on a sibling's fd (same bus or slot) | `reset_prepare` / `reset_done` (vfio holds our `memory_lock`) | revoke; settle from the workqueue after vfio releases the lock |
 //! | uncorrectable error freezing the link (AER fatal, DPC) or failing it | `err_handler.error_detected` (state not normal) | revoke; the recovery resets the device without restoring it, so buffers stay revoked until the user resets it through its fd or enables memory decode again |
 //!
+//! After every event but a command write, and before the buffers are
+//! settled, the device's memory and I/O decode is put back to what the
+//! user last wrote to the command register where a return from D3hot lost
+//! it ([`MemoryLockWrite::restore_user_decode`]): vfio-pci-core decides on
+//! the user's bits, the device decodes by its own, and vfio-pci-core's way
+//! back from D3hot restores a config space older than a command write made
+//! in D3hot.  Buffers of a device whose BARs are gone stay revoked.
+//!
 //! Lock order: the core's `memory_lock` → the device's export list → a
 //! buffer's link to its dma-buf ([`Exported::with_dmabuf`], which keeps the
 //! dma-buf allocated even when its file is gone) → the dma-buf's
@@ -247,10 +255,29 @@ fn revoke_all(dev: &Device<DmabufVfioPci>, exports: &mut Exports, cause: Cause) 
     exports.synced = Some(false);
 }
 
+/// After an event that may have taken the device back from D3hot: the
+/// device decodes as the user set it again, or it lost its BARs and its
+/// buffers stay revoked until the user restores them (see
+/// [`MemoryLockWrite::restore_user_decode`]).  A command write needs none of
+/// it: the core writes the user's bits to the device itself.
+fn restore_decode(exports: &mut Exports, memory: &MemoryLockWrite<'_>, cause: Cause) {
+    if cause != Cause::Memory && !memory.restore_user_decode() {
+        exports.lost_state = true;
+    }
+}
+
 /// Re-evaluates the device's buffers after an event completed.
 pub(crate) fn settle(dev: &Device<DmabufVfioPci>, cause: Cause) {
-    let memory = dev.core().memory_lock_write();
-    sync(dev, &mut dev.exports.lock(), &memory, cause);
+    settle_locked(dev, &dev.core().memory_lock_write(), cause);
+}
+
+fn settle_locked(dev: &Device<DmabufVfioPci>, memory: &MemoryLockWrite<'_>, cause: Cause) {
+    let mut exports = dev.exports.lock();
+    // With no buffers listed the device may not be open (see `sync`).
+    if !exports.list.is_empty() {
+        restore_decode(&mut exports, memory, cause);
+    }
+    sync(dev, &mut exports, memory, cause);
 }
 
 /// Runs `event` (which resets or powers down the device) with every buffer
@@ -280,6 +307,9 @@ fn across_event<R>(
     if restored(&ret, &memory) {
         exports.lost_state = false;
     }
+    // A call of the open device fd: its config space is there, with or
+    // without buffers, and the device fd's own mappings fault on it.
+    restore_decode(&mut exports, &memory, cause);
     sync(dev, &mut exports, &memory, cause);
     ret
 }
@@ -314,21 +344,25 @@ pub(crate) fn reset_prepare(dev: &Device<DmabufVfioPci>) {
     revoke_all(dev, &mut exports, Cause::PciReset);
 }
 
-/// The function reset is done.  Settles the buffers now when `memory_lock`
-/// is free (a reset nobody else drives, such as sysfs `reset`).  Otherwise
-/// a vfio path holds it: our own reset ioctls settle when they return, but a
-/// hot reset issued through a sibling device's fd never calls us again, so
-/// a work item settles once that path lets go of the lock.
+/// The function reset is done.  A reset inside one of the driver's own
+/// events (its reset ioctls, an FLR through the config space) is left to
+/// that event, which settles when it returns.  Other resets settle now when
+/// `memory_lock` is free (a reset nobody else drives, such as sysfs
+/// `reset`); otherwise a vfio path holds it, a hot reset issued through a
+/// sibling device's fd, which never calls us again, so a work item settles
+/// once that path lets go of the lock.  (A work item left behind by the
+/// driver's own reset would hold `memory_lock` at random times after it,
+/// and vfio's hot reset fails with `EBUSY` on a busy lock.)
 pub(crate) fn reset_done(dev: &Device<DmabufVfioPci>) {
     let mut exports = dev.exports.lock();
     exports.in_progress = exports.in_progress.saturating_sub(1);
     // Resets also run while the device is opened and closed, with no buffers.
-    if exports.list.is_empty() {
+    if exports.list.is_empty() || exports.in_progress > 0 {
         return;
     }
     drop(exports);
     match dev.core().try_memory_lock_write() {
-        Some(memory) => sync(dev, &mut dev.exports.lock(), &memory, Cause::PciReset),
+        Some(memory) => settle_locked(dev, &memory, Cause::PciReset),
         None => settle_later(dev),
     }
 }
@@ -411,10 +445,20 @@ pub(crate) fn low_power_entry(
 /// The core's state is read under the lock it changes it under, so an
 /// ENTRY and an EXIT racing in two threads end in the state the device is
 /// in.
+///
+/// The device resumed for this call with the config space the PCI core
+/// saved when it suspended, which the core's runtime suspend took back from
+/// a user's D3hot first (see [`MemoryLockWrite::restore_user_decode`]): the
+/// user's decode is put back while the core still keeps low power, before
+/// its own mappings may fault again.
 pub(crate) fn low_power_exit(
     dev: &Device<DmabufVfioPci>,
     exit: impl FnOnce() -> Result<i32>,
 ) -> Result<i32> {
+    {
+        let memory = dev.core().memory_lock_write();
+        restore_decode(&mut dev.exports.lock(), &memory, Cause::LowPower);
+    }
     let ret = exit();
     settle(dev, Cause::LowPower);
     ret

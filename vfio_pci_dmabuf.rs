@@ -159,8 +159,9 @@ struct Exports {
     /// `LOW_POWER_ENTRY` calls between revoking for them and reading the
     /// core's state after them: the core may not be in low power yet.
     entering_low_power: u32,
-    /// An uncorrectable error froze the link; the recovery reset the device
-    /// and nobody restored it yet.
+    /// The device lost the BARs vfio-pci-core assigned (an uncorrectable
+    /// error froze the link and the recovery reset it, or a reset found them
+    /// gone) and nobody restored them yet: it must not decode memory.
     lost_state: bool,
     /// Every listed buffer is known accessible (`Some(true)`, buffers
     /// revoked for good aside) or revoked (`Some(false)`); `None`: unknown.

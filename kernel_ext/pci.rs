@@ -22,6 +22,12 @@ use kernel::{device, types::Opaque};
 
 /// PCI command register (memory space enable is bit 1 of its low byte).
 pub(crate) const PCI_COMMAND: u16 = 0x04;
+/// I/O space enable in the command register.
+pub(crate) const PCI_COMMAND_IO: u16 = 0x1;
+/// Memory space enable in the command register.
+pub(crate) const PCI_COMMAND_MEMORY: u16 = 0x2;
+/// The first base address register.
+pub(crate) const PCI_BASE_ADDRESS_0: u16 = 0x10;
 /// Advanced Features capability.
 pub(crate) const PCI_CAP_ID_AF: u8 = 0x13;
 
@@ -130,6 +136,47 @@ impl PciFunction {
         // SAFETY: By the type invariant the device is valid.
         let cap = unsafe { kernel::bindings::pci_find_capability(self.as_raw(), id.into()) };
         (cap != 0).then_some(cap.into())
+    }
+
+    /// Reads the config word at `offset`; `None` when the read fails or the
+    /// function does not answer (all ones).
+    ///
+    /// The kernel's accessor, not the user's: a reset in progress does not
+    /// hold it off (the caller may run inside one, from `reset_done`).
+    pub(crate) fn read_config_word(&self, offset: u16) -> Option<u16> {
+        let mut val = 0u16;
+        // SAFETY: By the type invariant the device is valid; `val` is a valid
+        // destination.
+        let ret = unsafe {
+            kernel::bindings::pci_read_config_word(self.as_raw(), offset.into(), &mut val)
+        };
+        (ret == 0 && val != u16::MAX).then_some(val)
+    }
+
+    /// Reads the config dword at `offset`, as [`Self::read_config_word`].
+    pub(crate) fn read_config_dword(&self, offset: u16) -> Option<u32> {
+        let mut val = 0u32;
+        // SAFETY: By the type invariant the device is valid; `val` is a valid
+        // destination.
+        let ret = unsafe {
+            kernel::bindings::pci_read_config_dword(self.as_raw(), offset.into(), &mut val)
+        };
+        (ret == 0 && val != u32::MAX).then_some(val)
+    }
+
+    /// Writes `val` to the config word at `offset` (the kernel's accessor);
+    /// whether the write went out.
+    pub(crate) fn write_config_word(&self, offset: u16, val: u16) -> bool {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { kernel::bindings::pci_write_config_word(self.as_raw(), offset.into(), val) == 0 }
+    }
+
+    /// Whether the command register's memory enable does nothing for this
+    /// function (SR-IOV virtual functions).
+    pub(crate) fn no_command_memory(&self) -> bool {
+        // SAFETY: By the type invariant the device is valid; the bit is set
+        // at enumeration and not changed after.
+        unsafe { (*self.as_raw()).no_command_memory() != 0 }
     }
 
     /// Whether the function's ACS control has request, completion or egress

@@ -20,7 +20,7 @@
 use crate::kernel_ext::{
     bindings,
     mm::virt::{Fault, FaultOutcome},
-    pci::PciFunction,
+    pci::{PciFunction, PCI_BASE_ADDRESS_0, PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY},
 };
 use core::{
     marker::PhantomData,
@@ -216,6 +216,70 @@ impl MemoryLockWrite<'_> {
         // SAFETY: The core device is valid, its `memory_lock` is held, as the
         // function requires, and its virtual config space exists.
         unsafe { bindings::__vfio_pci_memory_enabled(self.0.as_raw()) }
+    }
+
+    /// Brings the device's memory and I/O decode back to what the user last
+    /// wrote to the command register where the hardware lost it; whether the
+    /// device decodes as the user set it afterwards.
+    ///
+    /// The core decides on the user's bits (its virtual config space), the
+    /// device decodes by its own register, and a return from D3hot can part
+    /// them: the core takes a device without No_Soft_Reset back to D0 (a
+    /// PMCSR write, its resets, runtime suspend) with the config space it
+    /// saved on entering D3hot, older than a command write made in D3hot,
+    /// and the PCI core's own way back (inside a function reset) leaves the
+    /// soft reset's cleared register.  Decode is turned on again only over
+    /// BARs that still hold what the core assigned at open, as the core's own
+    /// command write checks; without them (an error recovery lost them) it
+    /// stays off, `false`, until the user enables memory and the core
+    /// restores them.
+    ///
+    /// `true` when there is nothing to compare: the device is not open, has
+    /// no memory enable of its own (a VF), or does not answer (D3cold).
+    /// Callers as for [`Self::memory_enabled`].
+    pub(crate) fn restore_user_decode(&self) -> bool {
+        const DECODE: u16 = PCI_COMMAND_MEMORY | PCI_COMMAND_IO;
+        let raw = self.0.as_raw();
+        // SAFETY: The core device is valid (type invariant); neither open nor
+        // close runs meanwhile (the callers' contract of `memory_enabled`).
+        let vconfig = unsafe { (*raw).vconfig };
+        let pci = self.0.pci();
+        if vconfig.is_null() || pci.no_command_memory() {
+            return true;
+        }
+        // SAFETY: The virtual config space covers the standard header, and
+        // the core writes its command register only under `memory_lock`,
+        // which is held.
+        let user = u16::from_le(unsafe {
+            vconfig
+                .add(usize::from(PCI_COMMAND))
+                .cast::<u16>()
+                .read_unaligned()
+        }) & DECODE;
+        let Some(hw) = pci.read_config_word(PCI_COMMAND) else {
+            return true;
+        };
+        if hw & DECODE == user {
+            return true;
+        }
+        if user & !hw != 0 && !self.bars_as_assigned() {
+            return false;
+        }
+        pci.write_config_word(PCI_COMMAND, (hw & !DECODE) | user)
+    }
+
+    /// Whether every BAR holds the value the core read at open
+    /// (`vfio_need_bar_restore()` negated).
+    fn bars_as_assigned(&self) -> bool {
+        // SAFETY: The core device is valid (type invariant); `rbar` is set at
+        // open, before any caller can hold the device, and not changed after.
+        let rbar = unsafe { (*self.0.as_raw()).rbar };
+        let pci = self.0.pci();
+        (PCI_BASE_ADDRESS_0..)
+            .step_by(4)
+            .zip(&rbar[..6])
+            .filter(|&(_, &assigned)| assigned != 0)
+            .all(|(reg, &assigned)| pci.read_config_dword(reg) == Some(assigned))
     }
 
     /// Unmaps every page of BAR `bar` that the device fd's mappings map: they

@@ -464,6 +464,96 @@ TEST_F(revoke, d3hot_until_d0)
 	expect_usable(_metadata, self->imp);
 }
 
+/* The ways back from D3hot a user has: each takes the device to D0. */
+enum back_to_d0 { BY_PMCSR, BY_DEVICE_RESET, BY_HOT_RESET, BY_FLR, BACK_TO_D0_WAYS };
+
+static const char *const back_to_d0_name[] = {
+	"a PMCSR write", "VFIO_DEVICE_RESET", "a hot reset", "an FLR (DEVCTL)",
+};
+
+static int set_power_state(int device, int pm, int state)
+{
+	uint16_t ctrl;
+	int ret = vfio_config_read(device, pm + PCI_PM_CTRL, &ctrl, 2);
+
+	if (ret)
+		return ret;
+	ctrl = (ctrl & ~PCI_PM_CTRL_STATE_MASK) | state;
+	return vfio_config_write(device, pm + PCI_PM_CTRL, &ctrl, 2);
+}
+
+static int back_to_d0(struct vfio_handle *h, int pm, enum back_to_d0 way)
+{
+	int pcie = vfio_find_cap(h->device, PCI_CAP_ID_EXP);
+	uint16_t devctl;
+	int ret;
+
+	switch (way) {
+	case BY_PMCSR:
+		return set_power_state(h->device, pm, 0);
+	case BY_DEVICE_RESET:
+		return ioctl(h->device, VFIO_DEVICE_RESET) ? -errno : 0;
+	case BY_HOT_RESET:
+		return vfio_hot_reset(h);
+	default:
+		if (pcie < 0)
+			return -ENODEV;
+		ret = vfio_config_read(h->device, pcie + PCI_EXP_DEVCTL, &devctl, 2);
+		if (ret)
+			return ret;
+		devctl |= PCI_EXP_DEVCTL_BCR_FLR;
+		return vfio_config_write(h->device, pcie + PCI_EXP_DEVCTL, &devctl, 2);
+	}
+}
+
+/*
+ * A command register written in D3hot is the one in force back in D0, on
+ * every way back.  vfio-pci-core saves the config space when the user puts
+ * a device without No_Soft_Reset in D3hot and restores that copy on the
+ * way back (a PMCSR write, its resets), older than what the user wrote
+ * meanwhile, and the PCI core's own way back (inside an FLR) finds the
+ * soft reset's cleared register; vfio-pci-core goes on deciding on the
+ * memory enable bit the user wrote.  Both directions: the device decodes
+ * (the user reads memory enable), the device fd's mapping reads and the
+ * importer maps, or none of it.
+ */
+TEST_F(revoke, memory_enable_written_in_d3hot_holds_in_d0)
+{
+	int pm = vfio_find_cap(self->h.device, PCI_CAP_ID_PM);
+	volatile uint8_t *bar;
+	struct importer_map m;
+
+	if (pm < 0)
+		SKIP(return, "no PM capability");
+	bar = vfio_mmap_bar(self->h.device, variant->bar, 0, PAGE);
+	ASSERT_NE(MAP_FAILED, bar);
+	for (int way = 0; way < BACK_TO_D0_WAYS; way++) {
+		for (int on = 0; on <= 1; on++) {
+			uint16_t cmd;
+
+			ASSERT_EQ(0, set_memory_enable(self->h.device, !on));
+			ASSERT_EQ(0, set_power_state(self->h.device, pm, 3));
+			ASSERT_EQ(0, set_memory_enable(self->h.device, on));
+			ASSERT_EQ(0, back_to_d0(&self->h, pm, way)) {
+				TH_LOG("back to D0 by %s", back_to_d0_name[way]);
+			}
+			ASSERT_EQ(0, vfio_config_read(self->h.device, PCI_COMMAND, &cmd, 2));
+			EXPECT_EQ(on, !!(cmd & PCI_COMMAND_MEMORY)) {
+				TH_LOG("memory %s in D3hot, back by %s: command %#x",
+				       on ? "on" : "off", back_to_d0_name[way], cmd);
+			}
+			EXPECT_EQ(on, peek_or_sigbus(bar) >= 0) {
+				TH_LOG("the device fd's mapping, back to D0 by %s",
+				       back_to_d0_name[way]);
+			}
+			EXPECT_EQ(on ? 0 : -ENODEV, importer_map(self->imp, &m)) {
+				TH_LOG("the importer, back to D0 by %s", back_to_d0_name[way]);
+			}
+		}
+	}
+	munmap((void *)bar, PAGE);
+}
+
 TEST_F(revoke, pcie_flr)
 {
 	int pcie = vfio_find_cap(self->h.device, PCI_CAP_ID_EXP);
