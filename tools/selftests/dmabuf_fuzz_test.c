@@ -328,9 +328,13 @@ static void dump_logs(void)
 	dump_history();
 }
 
-/* A result the model does not allow: the campaign stops, and fails. */
-static void disagree(struct thread *t, const char *fmt, ...)
+/*
+ * A result the model does not allow: the campaign stops, and fails.  True
+ * for the first disagreement, which the caller may say more about.
+ */
+static bool disagree(struct thread *t, const char *fmt, ...)
 {
+	bool first = false;
 	va_list ap;
 
 	pthread_mutex_lock(&w.out);
@@ -342,8 +346,10 @@ static void disagree(struct thread *t, const char *fmt, ...)
 		printf("\n");
 		w.failed = 1;
 		w.stop = 1;
+		first = true;
 	}
 	pthread_mutex_unlock(&w.out);
+	return first;
 }
 
 /*
@@ -489,6 +495,30 @@ static const char *model_str(struct bufm *m, struct fdev *d, char *buf, size_t s
 		 d->wild, d->gen, m ? (buf_dead_locked(m) ? " buffer dead" : " buffer live") : "");
 	UNLOCK();
 	return buf;
+}
+
+/*
+ * The kernel's own view of @d, for a disagreement on a touch: the power
+ * state Linux holds (sysfs power_state, what vfio-pci-core's fault tests),
+ * runtime PM, and the command register and PMCSR as the user reads them.
+ */
+static void print_kernel_view(struct fdev *d)
+{
+	char pstate[32] = "?", rpm[32] = "?";
+	uint16_t cmd = 0xffff, pmcsr = 0xffff;
+	int rc, rp = -1;
+
+	sysfs_read(d->bdf, "power_state", pstate, sizeof(pstate));
+	sysfs_read(d->bdf, "power/runtime_status", rpm, sizeof(rpm));
+	pstate[strcspn(pstate, "\n")] = 0;
+	rpm[strcspn(rpm, "\n")] = 0;
+	pthread_rwlock_rdlock(&d->fdlock);
+	rc = vfio_config_read(d->h.device, PCI_COMMAND, &cmd, 2);
+	if (d->pm >= 0)
+		rp = vfio_config_read(d->h.device, d->pm + PCI_PM_CTRL, &pmcsr, 2);
+	pthread_rwlock_unlock(&d->fdlock);
+	printf("# %s now: power_state=%s runtime_status=%s command=%#x (%d) pmcsr=%#x (%d)\n",
+	       d->role, pstate, rpm, cmd, rc, pmcsr, rp);
 }
 
 /* What held throughout: MAYBE when an event came in between. */
@@ -1517,12 +1547,12 @@ static void op_touch(struct thread *t)
 	done(t, "%s", ret ? "SIGBUS" : "read");
 	if (ret) {
 		__atomic_add_fetch(&w.sigbus, 1, __ATOMIC_RELAXED);
-		if (rule == YES)
-			disagree(t, "SIGBUS on an accessible mapping (at gen %u; model now: %s)",
-				 o.gen, model_str(s->m, s->d, why, sizeof(why)));
-	} else if (rule == NO) {
-		disagree(t, "a revoked mapping was read (at gen %u; model now: %s)",
-			 o.gen, model_str(s->m, s->d, why, sizeof(why)));
+		if (rule == YES && disagree(t, "SIGBUS on an accessible mapping (at gen %u; model now: %s)",
+					    o.gen, model_str(s->m, s->d, why, sizeof(why))))
+			print_kernel_view(s->d);
+	} else if (rule == NO && disagree(t, "a revoked mapping was read (at gen %u; model now: %s)",
+					  o.gen, model_str(s->m, s->d, why, sizeof(why)))) {
+		print_kernel_view(s->d);
 	}
 out:
 	pthread_rwlock_unlock(&s->rw);
@@ -2607,7 +2637,11 @@ static int campaign(const char *target, uint64_t seed, int seconds, int nthreads
 	w.importer = test_dev("SW_EDU");
 	if (!w.importer)
 		return -ENOENT;
-	if (w.ours) {
+	if (w.ours && strstr(target, "+flr")) {
+		/* The FLR device alone: its PM and reset paths, three times as often. */
+		ret = setup_dev(&w.dev[0], "FLR", 4, false, true, NULL);
+		w.ndev = 1;
+	} else if (w.ours) {
 		ret = setup_dev(&w.dev[0], "SW_IVSHMEM", 2, true, true, NULL);
 		if (!ret)
 			ret = setup_dev(&w.dev[1], "FLR", 4, false, true, NULL);
