@@ -260,8 +260,13 @@ fn revoke_all(dev: &Device<DmabufVfioPci>, exports: &mut Exports, cause: Cause) 
 /// buffers stay revoked until the user restores them (see
 /// [`MemoryLockWrite::restore_user_decode`]).  A command write needs none of
 /// it: the core writes the user's bits to the device itself.
+///
+/// Not while another event is in progress: a reset the PCI core runs
+/// without `memory_lock` (sysfs `reset`) has disabled the device and may
+/// have cleared its BARs, and restores them itself before its own end,
+/// which comes here again.
 fn restore_decode(exports: &mut Exports, memory: &MemoryLockWrite<'_>, cause: Cause) {
-    if cause != Cause::Memory && !memory.restore_user_decode() {
+    if cause != Cause::Memory && exports.in_progress == 0 && !memory.restore_user_decode() {
         exports.lost_state = true;
     }
 }

@@ -497,6 +497,22 @@ static const char *model_str(struct bufm *m, struct fdev *d, char *buf, size_t s
 	return buf;
 }
 
+/* What keeps the driver's buffers of @d revoked (its debugfs status). */
+static void print_driver_state(struct fdev *d)
+{
+	char path[PATH_MAX], line[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/dmabuf_vfio_pci/%s/status", d->bdf);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "events in progress", 18))
+			printf("# %s driver: %s", d->role, line);
+	fclose(f);
+}
+
 /*
  * The kernel's own view of @d, for a disagreement on a touch: the power
  * state Linux holds (sysfs power_state, what vfio-pci-core's fault tests),
@@ -519,6 +535,7 @@ static void print_kernel_view(struct fdev *d)
 	pthread_rwlock_unlock(&d->fdlock);
 	printf("# %s now: power_state=%s runtime_status=%s command=%#x (%d) pmcsr=%#x (%d)\n",
 	       d->role, pstate, rpm, cmd, rc, pmcsr, rp);
+	print_driver_state(d);
 }
 
 /* What held throughout: MAYBE when an event came in between. */
@@ -2114,13 +2131,16 @@ static int imp_map_checked(struct thread *t, struct impslot *im)
 			disagree(t, "importer map of a revoked buffer: EINVAL, not ENODEV");
 		return ret;
 	}
-	if (ret && !(ret == -ENODEV && acc != YES))
-		disagree(t, "importer map: %s, the buffer %s", strerror(-ret), acc_name(acc));
-	else if (!ret && acc == NO)
-		disagree(t, "importer map of a revoked buffer succeeded");
-	else if (!ret && m.total != im->m->size)
+	if (ret && !(ret == -ENODEV && acc != YES)) {
+		if (disagree(t, "importer map: %s, the buffer %s", strerror(-ret), acc_name(acc)))
+			print_kernel_view(im->m->d);
+	} else if (!ret && acc == NO) {
+		if (disagree(t, "importer map of a revoked buffer succeeded"))
+			print_kernel_view(im->m->d);
+	} else if (!ret && m.total != im->m->size) {
 		disagree(t, "importer map of %llu bytes, the buffer has %llu",
 			 (unsigned long long)m.total, (unsigned long long)im->m->size);
+	}
 	return ret;
 }
 
