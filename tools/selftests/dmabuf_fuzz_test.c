@@ -1364,7 +1364,9 @@ static void op_mmap(struct thread *t)
 		if (core_err ? err == core_err :
 		    (err == -ENODEV && acc != YES) || (drv_err && err == drv_err))
 			goto out;
-		disagree(t, "mmap failed with %s; the buffer %s", strerror(-err), acc_name(acc));
+		if (disagree(t, "mmap failed with %s; the buffer %s", strerror(-err),
+			     acc_name(acc)))
+			print_kernel_view(b->m->d);
 		goto out;
 	}
 	if (core_err || drv_err || acc == NO) {
