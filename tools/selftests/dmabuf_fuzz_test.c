@@ -608,11 +608,12 @@ struct event {
 	struct fdev *d;
 	bool wild;
 	unsigned int wild_gen;
+	bool overlapped;	/* a wild event was in flight when it began */
 };
 
 static struct event ev_begin(struct fdev *d, bool wild)
 {
-	struct event e = { d, wild, 0 };
+	struct event e = { d, wild, 0, false };
 
 	if (!wild)
 		pthread_mutex_lock(&d->evlock);
@@ -624,11 +625,18 @@ static struct event ev_begin(struct fdev *d, bool wild)
 		d->wild_gen++;
 	}
 	e.wild_gen = d->wild_gen;
+	e.overlapped = !wild && d->wild;
 	UNLOCK();
 	return e;
 }
 
-/* Ends an event; a serialized one reads the state back. */
+/*
+ * Ends an event; a serialized one reads the state back.  The read counts
+ * only if no wild event ran at any time since the event began: one in
+ * flight at its start may finish between the read and the check below
+ * (a wild command write read as memory on, then turning it off), and a
+ * wild reset's settle may come after this event's command write.
+ */
 static void ev_end(struct event e, void (*update)(struct fdev *d, long arg), long arg)
 {
 	struct fdev *d = e.d;
@@ -643,12 +651,13 @@ static void ev_end(struct event e, void (*update)(struct fdev *d, long arg), lon
 	if (e.wild) {
 		d->wild--;
 		d->unknown = true;
-	} else if (known && !d->wild && d->wild_gen == e.wild_gen) {
+	} else if (known && !e.overlapped && !d->wild && d->wild_gen == e.wild_gen) {
 		d->mem = st.mem;
 		d->d0 = st.d0;
 		d->unknown = false;
 	} else {
 		d->unknown = true;
+		d->deferred |= e.overlapped;
 	}
 	UNLOCK();
 	if (!e.wild)
