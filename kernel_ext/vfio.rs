@@ -250,12 +250,13 @@ impl MemoryLockWrite<'_> {
         // SAFETY: The virtual config space covers the standard header, and
         // the core writes its command register only under `memory_lock`,
         // which is held.
-        let user = u16::from_le(unsafe {
+        let user_cmd = unsafe {
             vconfig
                 .add(usize::from(PCI_COMMAND))
                 .cast::<u16>()
                 .read_unaligned()
-        }) & DECODE;
+        };
+        let user = u16::from_le(user_cmd) & DECODE;
         let Some(hw) = pci.read_config_word(PCI_COMMAND) else {
             return true;
         };

@@ -497,14 +497,21 @@ static const char *model_str(struct bufm *m, struct fdev *d, char *buf, size_t s
 	return buf;
 }
 
-/* What keeps the driver's buffers of @d revoked (its debugfs status). */
-static void print_driver_state(struct fdev *d)
+/* The driver's debugfs status of @d (counters, what keeps buffers revoked). */
+static FILE *open_status(struct fdev *d)
 {
-	char path[PATH_MAX], line[512];
-	FILE *f;
+	char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "/sys/kernel/debug/dmabuf_vfio_pci/%s/status", d->bdf);
-	f = fopen(path, "r");
+	return fopen(path, "r");
+}
+
+/* What keeps the driver's buffers of @d revoked. */
+static void print_driver_state(struct fdev *d)
+{
+	char line[512];
+	FILE *f = open_status(d);
+
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f))
@@ -2325,12 +2332,11 @@ static const char * const cov_name[] = {
 
 static void read_coverage(struct fdev *d, unsigned long long *c)
 {
-	char path[PATH_MAX], line[4096];
+	char line[4096];
 	FILE *f;
 
 	memset(c, 0, 16 * sizeof(*c));
-	snprintf(path, sizeof(path), "/sys/kernel/debug/dmabuf_vfio_pci/%s/status", d->bdf);
-	f = fopen(path, "r");
+	f = open_status(d);
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {

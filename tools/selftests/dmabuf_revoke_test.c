@@ -484,9 +484,8 @@ static int set_power_state(int device, int pm, int state)
 
 static int back_to_d0(struct vfio_handle *h, int pm, enum back_to_d0 way)
 {
-	int pcie = vfio_find_cap(h->device, PCI_CAP_ID_EXP);
 	uint16_t devctl;
-	int ret;
+	int pcie, ret;
 
 	switch (way) {
 	case BY_PMCSR:
@@ -496,6 +495,7 @@ static int back_to_d0(struct vfio_handle *h, int pm, enum back_to_d0 way)
 	case BY_HOT_RESET:
 		return vfio_hot_reset(h);
 	default:
+		pcie = vfio_find_cap(h->device, PCI_CAP_ID_EXP);
 		if (pcie < 0)
 			return -ENODEV;
 		ret = vfio_config_read(h->device, pcie + PCI_EXP_DEVCTL, &devctl, 2);
