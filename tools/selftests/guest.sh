@@ -262,17 +262,6 @@ case $MODE in
 check | stock) [ "$SUITE" = 0 ] || TESTS=("$HERE"/*_test) ;;
 amd) TESTS=("$HERE/dmabuf_topology_test") ;;
 esac
-# The short fuzz campaign runs on the test kernel's boot only: on Debian's
-# kernel (QEMU 11) the 30-minute campaign still meets, about once in 20
-# minutes, a buffer of the FLR device revoked where the model holds it
-# accessible after a sysfs reset of it (issue 14); make fuzz KERNEL=stock
-# runs it there.
-if [ "$MODE" = stock ]; then
-	for i in "${!TESTS[@]}"; do
-		[ "${TESTS[$i]##*/}" = dmabuf_fuzz_test ] && unset "TESTS[$i]"
-	done
-	TESTS=("${TESTS[@]}")
-fi
 if [ "$MODE" = only ]; then
 	while read -r t; do [ -n "$t" ] && TESTS+=("$HERE/$t"); done <"$RES/only"
 fi
