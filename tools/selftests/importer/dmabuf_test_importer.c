@@ -16,6 +16,7 @@
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
 #include <linux/dma-resv.h>
+#include <linux/hrtimer.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -61,7 +62,13 @@ struct importer {
 	struct sg_table *sgt;		/* under the dma-buf's resv */
 	u32 flags;
 	u32 defer_ms;
-	struct delayed_work deferred_unmap;
+	/*
+	 * IMPORTER_DEFER: the unmap defer_ms after the invalidation, on an
+	 * hrtimer (a delayed work waits for the next jiffy too: 0-1 ms more,
+	 * by the tick's phase, which the benchmark would measure).
+	 */
+	struct hrtimer defer_timer;
+	struct work_struct deferred_unmap;
 	atomic_t invalidations;
 	atomic_t unmaps;
 	u64 invalidated_ns;		/* under the dma-buf's resv */
@@ -81,12 +88,20 @@ static void importer_unmap_locked(struct importer *imp)
 
 static void importer_deferred_unmap(struct work_struct *work)
 {
-	struct importer *imp = container_of(to_delayed_work(work),
-					    struct importer, deferred_unmap);
+	struct importer *imp = container_of(work, struct importer, deferred_unmap);
 
 	dma_resv_lock(imp->dmabuf->resv, NULL);
 	importer_unmap_locked(imp);
 	dma_resv_unlock(imp->dmabuf->resv);
+}
+
+static enum hrtimer_restart importer_defer_expired(struct hrtimer *timer)
+{
+	struct importer *imp = container_of(timer, struct importer, defer_timer);
+
+	/* The unmap takes the resv: not from the timer's interrupt. */
+	queue_work(system_highpri_wq, &imp->deferred_unmap);
+	return HRTIMER_NORESTART;
 }
 
 static void importer_invalidate(struct dma_buf_attachment *attach)
@@ -97,9 +112,9 @@ static void importer_invalidate(struct dma_buf_attachment *attach)
 	imp->invalidated_ns = ktime_get_ns();
 	if (imp->flags & IMPORTER_DEFER) {
 		/* Nothing to give back, nothing to wait for (an un-revoke). */
-		if (imp->sgt)
-			schedule_delayed_work(&imp->deferred_unmap,
-					      msecs_to_jiffies(imp->defer_ms));
+		if (imp->sgt && !hrtimer_is_queued(&imp->defer_timer))
+			hrtimer_start(&imp->defer_timer, ms_to_ktime(imp->defer_ms),
+				      HRTIMER_MODE_REL);
 	} else if (!(imp->flags & IMPORTER_HOLD)) {
 		importer_unmap_locked(imp);
 	}
@@ -354,7 +369,8 @@ static void importer_detach(struct importer *imp)
 	if (!imp->attach)
 		return;
 	/* Not under the resv: the work takes it. */
-	cancel_delayed_work_sync(&imp->deferred_unmap);
+	hrtimer_cancel(&imp->defer_timer);
+	cancel_work_sync(&imp->deferred_unmap);
 	importer_unmap(imp);
 	dma_buf_detach(imp->dmabuf, imp->attach);
 	dma_buf_put(imp->dmabuf);
@@ -412,7 +428,9 @@ static int importer_open(struct inode *inode, struct file *file)
 
 	if (!imp)
 		return -ENOMEM;
-	INIT_DELAYED_WORK(&imp->deferred_unmap, importer_deferred_unmap);
+	hrtimer_setup(&imp->defer_timer, importer_defer_expired, CLOCK_MONOTONIC,
+		      HRTIMER_MODE_REL);
+	INIT_WORK(&imp->deferred_unmap, importer_deferred_unmap);
 	file->private_data = imp;
 	return 0;
 }
