@@ -167,22 +167,43 @@ void dmabuf_vfio_vma_set_io_mixedmap(struct vm_area_struct *vma,
 	vma->vm_ops = ops;
 }
 
-/* pfn_valid() is the same for every PFN of a memory subsection. */
+/*
+ * pfn_valid() is the same for every PFN of a memory subsection, and false
+ * for every PFN of a section without a memory map: a BAR away from RAM
+ * (the usual case) takes one test per section (128 MiB on x86-64), not a
+ * pfn_valid() per subsection (2 MiB; 512 of them for a PUD fault, 15 us
+ * of it on Debian's kernel, 0.45 ms under lockdep).
+ */
 bool dmabuf_vfio_pfns_have_struct_pages(unsigned long pfn, unsigned long nr)
 {
-#ifdef CONFIG_SPARSEMEM
-	const unsigned long step = PAGES_PER_SUBSECTION;
-#else
-	const unsigned long step = 1;
-#endif
 	unsigned long end = pfn + nr;
 
 	if (end < pfn)
 		return true;
-	for (; pfn < end; pfn = ALIGN(pfn + 1, step))
+#ifdef CONFIG_SPARSEMEM
+	while (pfn < end) {
+		/* No section, no memory map, for this PFN or any above. */
+		if (pfn_to_section_nr(pfn) >= NR_MEM_SECTIONS)
+			return false;
+		if (!valid_section(__pfn_to_section(pfn))) {
+			pfn = ALIGN(pfn + 1, PAGES_PER_SECTION);
+			continue;
+		}
 		if (pfn_valid(pfn))
 			return true;
+		pfn = ALIGN(pfn + 1, PAGES_PER_SUBSECTION);
+	}
+#else
+	for (; pfn < end; pfn++)
+		if (pfn_valid(pfn))
+			return true;
+#endif
 	return false;
+}
+
+bool dmabuf_vfio_pfn_valid(unsigned long pfn)
+{
+	return pfn_valid(pfn);
 }
 
 #ifdef CONFIG_X86

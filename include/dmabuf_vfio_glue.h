@@ -56,6 +56,7 @@ void dmabuf_vfio_vma_set_io_mixedmap(struct vm_area_struct *vma,
 				     const struct vm_operations_struct *ops,
 				     void *data, bool write_combine);
 bool dmabuf_vfio_pfns_have_struct_pages(unsigned long pfn, unsigned long nr);
+bool dmabuf_vfio_pfn_valid(unsigned long pfn);
 int dmabuf_vfio_wc_reserve(phys_addr_t start, u64 size);
 void dmabuf_vfio_wc_release(phys_addr_t start, u64 size);
 

@@ -257,3 +257,52 @@ impl Drop for WcReservation {
         unsafe { crate::kernel_ext::bindings::dmabuf_vfio_wc_release(self.start, self.len) };
     }
 }
+
+#[cfg(CONFIG_KUNIT)]
+#[kernel::macros::kunit_tests(dmabuf_vfio_pci_struct_pages)]
+mod tests {
+    use super::*;
+    use kernel::page::PAGE_SHIFT;
+
+    const SUBSECTION_PAGES: u64 = 1 << (21 - PAGE_SHIFT);
+    const GIB_PAGES: u64 = 1 << (30 - PAGE_SHIFT);
+
+    /// `pfn_valid()` of every subsection the frames touch: what the
+    /// section walk must answer.
+    fn per_subsection(pfn: u64, nr: u64) -> bool {
+        let mut p = pfn;
+        while p < pfn + nr {
+            // SAFETY: Only reads the memory model's section tables.
+            if unsafe { crate::kernel_ext::bindings::dmabuf_vfio_pfn_valid(p as c_ulong) } {
+                return true;
+            }
+            p = (p + 1).next_multiple_of(SUBSECTION_PAGES);
+        }
+        false
+    }
+
+    /// Over this machine's first 16 GiB of physical addresses (its RAM, its
+    /// holes and the edges between them), from every 128 MiB (a section on
+    /// x86-64) and the frame before.
+    #[test]
+    fn section_walk_agrees_with_pfn_valid() {
+        for section in 0..128u64 {
+            let first = section * GIB_PAGES / 8;
+            for pfn in [first, first.saturating_sub(1)] {
+                for nr in [1, SUBSECTION_PAGES, GIB_PAGES, 4 * GIB_PAGES] {
+                    assert_eq!(pfns_have_struct_pages(pfn, nr), per_subsection(pfn, nr));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn frames_past_the_memory_model_have_none() {
+        assert!(!pfns_have_struct_pages(1 << 40, 4 * GIB_PAGES));
+    }
+
+    #[test]
+    fn a_range_that_wraps_is_refused() {
+        assert!(pfns_have_struct_pages(u64::MAX - 1, 4));
+    }
+}
