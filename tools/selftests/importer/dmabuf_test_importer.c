@@ -17,6 +17,7 @@
 #include <linux/dma-mapping.h>
 #include <linux/dma-resv.h>
 #include <linux/hrtimer.h>
+#include <linux/kthread.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -65,10 +66,11 @@ struct importer {
 	/*
 	 * IMPORTER_DEFER: the unmap defer_ms after the invalidation, on an
 	 * hrtimer (a delayed work waits for the next jiffy too: 0-1 ms more,
-	 * by the tick's phase, which the benchmark would measure).
+	 * by the tick's phase, which the benchmark would measure), then on
+	 * the module's own kthread worker (deferred_unmapper).
 	 */
 	struct hrtimer defer_timer;
-	struct work_struct deferred_unmap;
+	struct kthread_work deferred_unmap;
 	atomic_t invalidations;
 	atomic_t unmaps;
 	u64 invalidated_ns;		/* under the dma-buf's resv */
@@ -86,7 +88,14 @@ static void importer_unmap_locked(struct importer *imp)
 	atomic_inc(&imp->unmaps);
 }
 
-static void importer_deferred_unmap(struct work_struct *work)
+/*
+ * One thread for every deferred unmap: a workqueue's pool starts and
+ * retires workers by its own history, which a benchmark's boots do not
+ * share.
+ */
+static struct kthread_worker *deferred_unmapper;
+
+static void importer_deferred_unmap(struct kthread_work *work)
 {
 	struct importer *imp = container_of(work, struct importer, deferred_unmap);
 
@@ -100,7 +109,7 @@ static enum hrtimer_restart importer_defer_expired(struct hrtimer *timer)
 	struct importer *imp = container_of(timer, struct importer, defer_timer);
 
 	/* The unmap takes the resv: not from the timer's interrupt. */
-	queue_work(system_highpri_wq, &imp->deferred_unmap);
+	kthread_queue_work(deferred_unmapper, &imp->deferred_unmap);
 	return HRTIMER_NORESTART;
 }
 
@@ -370,7 +379,7 @@ static void importer_detach(struct importer *imp)
 		return;
 	/* Not under the resv: the work takes it. */
 	hrtimer_cancel(&imp->defer_timer);
-	cancel_work_sync(&imp->deferred_unmap);
+	kthread_cancel_work_sync(&imp->deferred_unmap);
 	importer_unmap(imp);
 	dma_buf_detach(imp->dmabuf, imp->attach);
 	dma_buf_put(imp->dmabuf);
@@ -430,7 +439,7 @@ static int importer_open(struct inode *inode, struct file *file)
 		return -ENOMEM;
 	hrtimer_setup(&imp->defer_timer, importer_defer_expired, CLOCK_MONOTONIC,
 		      HRTIMER_MODE_REL);
-	INIT_WORK(&imp->deferred_unmap, importer_deferred_unmap);
+	kthread_init_work(&imp->deferred_unmap, importer_deferred_unmap);
 	file->private_data = imp;
 	return 0;
 }
@@ -639,10 +648,14 @@ static struct pci_driver edu_driver = {
 
 static int __init importer_init(void)
 {
-	int ret = pci_register_driver(&edu_driver);
+	int ret;
 
+	deferred_unmapper = kthread_run_worker(0, "dmabuf_test_unmap");
+	if (IS_ERR(deferred_unmapper))
+		return PTR_ERR(deferred_unmapper);
+	ret = pci_register_driver(&edu_driver);
 	if (ret)
-		return ret;
+		goto err_worker;
 	ret = misc_register(&importer_misc);
 	if (ret)
 		goto err_driver;
@@ -655,6 +668,8 @@ err_importer:
 	misc_deregister(&importer_misc);
 err_driver:
 	pci_unregister_driver(&edu_driver);
+err_worker:
+	kthread_destroy_worker(deferred_unmapper);
 	return ret;
 }
 
@@ -663,6 +678,7 @@ static void __exit importer_exit(void)
 	misc_deregister(&stall_misc);
 	misc_deregister(&importer_misc);
 	pci_unregister_driver(&edu_driver);
+	kthread_destroy_worker(deferred_unmapper);
 }
 
 module_init(importer_init);
