@@ -127,15 +127,17 @@ bench: deps selftests
 	@$(src)/tools/selftests/run.sh --stock-bench
 	@$(src)/tools/selftests/run.sh --bench
 
-# Debian's stock kernel's table three times, folded into one
-# (tools/selftests/bench_summary.py): how far each row moves between boots.
+# Debian's stock kernel's table (KERNEL=test: the test kernel's) three
+# times, folded into one (tools/selftests/bench_summary.py): how far each
+# row moves between boots.
+BENCH_MODE = $(if $(filter test,$(KERNEL)),bench,stock-bench)
 bench-stable: deps selftests
 	@for i in 1 2 3; do \
-		log=$(src)/tools/selftests/results-stock-bench.$$i.log; \
+		log=$(src)/tools/selftests/results-$(BENCH_MODE).$$i.log; \
 		echo "[bench] boot $$i of 3 ($$log)"; \
-		$(src)/tools/selftests/run.sh --stock-bench >$$log 2>&1 || { cat $$log; exit 1; }; \
+		$(src)/tools/selftests/run.sh --$(BENCH_MODE) >$$log 2>&1 || { cat $$log; exit 1; }; \
 	done
-	@$(src)/tools/selftests/bench_summary.py $(src)/tools/selftests/results-stock-bench.[123].log
+	@$(src)/tools/selftests/bench_summary.py $(src)/tools/selftests/results-$(BENCH_MODE).[123].log
 
 FUZZ_SEED = $(or $(SEED),$(shell date +%s))
 # KERNEL=stock: on Debian's stock kernel instead of the test kernel.
