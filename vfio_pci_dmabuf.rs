@@ -675,20 +675,24 @@ impl Exporter for ExportedBar {
             MapType::NotSupported => return Err(EINVAL),
         };
         self.mappings.inc();
-        trace::map(
-            &self.exporter,
-            self.ino(),
-            attachment.dev(),
-            kind.name(),
-            table.dma_entries(),
-        );
+        if trace::map_enabled() {
+            trace::map(
+                &self.exporter,
+                self.ino(),
+                attachment.dev(),
+                kind.name(),
+                table.dma_entries(),
+            );
+        }
         Ok(table)
     }
 
     fn unmap(&self, attachment: &Attachment, table: KfreeBox<DmaTable>, dir: DmaDirection) {
         table.unmap(dir);
-        if let Some(kind) = MapType::from_word(attachment.exporter_data()) {
-            trace::unmap(&self.exporter, self.ino(), attachment.dev(), kind.name());
+        if trace::unmap_enabled() {
+            if let Some(kind) = MapType::from_word(attachment.exporter_data()) {
+                trace::unmap(&self.exporter, self.ino(), attachment.dev(), kind.name());
+            }
         }
         self.mappings.dec();
     }

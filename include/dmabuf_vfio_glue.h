@@ -99,6 +99,13 @@ void dmabuf_vfio_count_wait_zero(atomic_long_t *count);
 void dmabuf_vfio_count_dec_wake(atomic_long_t *count);
 
 /* Tracepoints (trace.c, events in dmabuf_vfio_trace.h). */
+/*
+ * Their static keys, which Rust tests with one load before it computes
+ * the event's arguments and calls into trace.c (DECLARE_TRACE() declares
+ * them the same way).
+ */
+extern struct tracepoint __tracepoint_dmabuf_vfio_map;
+extern struct tracepoint __tracepoint_dmabuf_vfio_unmap;
 void dmabuf_vfio_trace_export(struct device *dev, u64 ino, u64 size,
 			      u32 nr_ranges);
 void dmabuf_vfio_trace_attach(struct device *dev, u64 ino,

@@ -12,7 +12,37 @@
 //! safe calls into the module's own events, through C wrappers in `trace.c`.
 
 use crate::kernel_ext::{bindings, pci::raw_device as raw};
+use core::ptr;
 use kernel::{device::Device, prelude::*};
+
+/// Whether `tracepoint` is on: `static_key_enabled()`, one load.
+///
+/// The kernel crate tests a key through `static_branch_unlikely!`, or
+/// through C helpers for its atomics; a call per test is what the
+/// per-mapping paths (every importer's map and unmap) save by testing
+/// first and computing an event's arguments only for a tracer.
+///
+/// # Safety
+///
+/// `tracepoint` points to one of this module's tracepoints.
+unsafe fn enabled(tracepoint: *const kernel::bindings::tracepoint) -> bool {
+    // SAFETY: The tracepoint is a static of this module; its key's count
+    // is an `atomic_t` the tracing core changes atomically, read here as
+    // `atomic_read()` reads it (`READ_ONCE()`).
+    unsafe { ptr::read_volatile(&raw const (*tracepoint).key.key.enabled.counter) > 0 }
+}
+
+/// Whether the `dmabuf_vfio_map` event is on.
+pub(crate) fn map_enabled() -> bool {
+    // SAFETY: One of this module's tracepoints.
+    unsafe { enabled(&raw const bindings::__tracepoint_dmabuf_vfio_map) }
+}
+
+/// Whether the `dmabuf_vfio_unmap` event is on.
+pub(crate) fn unmap_enabled() -> bool {
+    // SAFETY: One of this module's tracepoints.
+    unsafe { enabled(&raw const bindings::__tracepoint_dmabuf_vfio_unmap) }
+}
 
 /// A buffer was exported.
 pub(crate) fn export(dev: &Device, ino: u64, size: u64, nr_ranges: u32) {
