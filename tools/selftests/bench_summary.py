@@ -6,9 +6,10 @@
 
 Each LOG is the output of a run of ``run.sh --stock-bench`` or ``--bench``
 (its table of medians).  For each row and side: the median of the runs'
-medians and the runs' spread around it (half of max - min, in percent);
-then the median of the runs' ratios and their range.  A row whose sides
-repeat within +-2 % is marked ``stable``.
+medians, the lowest and highest of them, and the spread around the
+median (half of max - min, in percent); then the median of the runs'
+ratios and their range.  A row whose sides repeat within +-2 % is marked
+``stable``.
 """
 
 import re
@@ -39,15 +40,20 @@ def spread(values):
     return (max(values) - min(values)) / 2 / mid * 100
 
 
+def side(values):
+    return (f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+            f" +-{spread(values):.1f}%")
+
+
 def main(paths):
     if not paths:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     runs = [rows(p) for p in paths]
     order = runs[0][0]
-    print(f"{len(paths)} runs; per side: median of the runs' medians +- half their spread;"
-          " ratio: median (range)")
-    print(f"{'':48}{'dmabuf-vfio-pci':>18}{'vfio-pci (C)':>20}{'ratio':>22}")
+    print(f"{len(paths)} runs; per side: median of the runs' medians (min-max) +- half the"
+          " spread; ratio: median (range)")
+    print(f"{'':44}{'dmabuf-vfio-pci':>30}{'vfio-pci (C)':>32}{'ratio':>20}")
     for name in order:
         vals = [r[1][name] for r in runs if name in r[1]]
         ours = [v[0] for v in vals]
@@ -55,8 +61,7 @@ def main(paths):
         ratios = [o / t if t else 0.0 for o, t in zip(ours, theirs)]
         so, st = spread(ours), spread(theirs)
         mark = "stable" if so <= 2 and st <= 2 else "UNSTABLE"
-        print(f"{name[:48]:48}{statistics.median(ours):10.1f} +-{so:4.1f}%"
-              f"{statistics.median(theirs):12.1f} +-{st:4.1f}%"
+        print(f"{name[:44]:44}{side(ours):>32}{side(theirs):>32}"
               f"  {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
               f" {vals[0][2]:6} {mark}")
     return 0
