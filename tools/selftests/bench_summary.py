@@ -53,7 +53,7 @@ def main(paths):
     order = runs[0][0]
     print(f"{len(paths)} runs; per side: median of the runs' medians (min-max) +- half the"
           " spread; ratio: median (range)")
-    print(f"{'':44}{'dmabuf-vfio-pci':>30}{'vfio-pci (C)':>32}{'ratio':>20}")
+    print(f"{'':44}{'dmabuf-vfio-pci':>34}{'vfio-pci (C)':>36}{'ratio':>20}")
     for name in order:
         vals = [r[1][name] for r in runs if name in r[1]]
         ours = [v[0] for v in vals]
@@ -61,7 +61,7 @@ def main(paths):
         ratios = [o / t if t else 0.0 for o, t in zip(ours, theirs)]
         so, st = spread(ours), spread(theirs)
         mark = "stable" if so <= 2 and st <= 2 else "UNSTABLE"
-        print(f"{name[:44]:44}{side(ours):>32}{side(theirs):>32}"
+        print(f"{name[:44]:44}{side(ours):>36}{side(theirs):>36}"
               f"  {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
               f" {vals[0][2]:6} {mark}")
     return 0
