@@ -2,7 +2,8 @@
 /*
  * dmabuf-vfio-pci: the tracepoints, and out-of-line wrappers the Rust side
  * calls (trace_*() are static inlines).  A disabled tracepoint costs the
- * call and a static-key test.
+ * call and a static-key test; map and unmap, per importer mapping, test
+ * the key in Rust first (kernel_ext/tracepoint.rs).
  */
 #define CREATE_TRACE_POINTS
 #include "dmabuf_vfio_trace.h"

@@ -56,6 +56,7 @@ void dmabuf_vfio_vma_set_io_mixedmap(struct vm_area_struct *vma,
 				     const struct vm_operations_struct *ops,
 				     void *data, bool write_combine);
 bool dmabuf_vfio_pfns_have_struct_pages(unsigned long pfn, unsigned long nr);
+/* pfn_valid() itself, for the KUnit check of the walk above. */
 bool dmabuf_vfio_pfn_valid(unsigned long pfn);
 int dmabuf_vfio_wc_reserve(phys_addr_t start, u64 size);
 void dmabuf_vfio_wc_release(phys_addr_t start, u64 size);
@@ -100,9 +101,9 @@ void dmabuf_vfio_count_dec_wake(atomic_long_t *count);
 
 /* Tracepoints (trace.c, events in dmabuf_vfio_trace.h). */
 /*
- * Their static keys, which Rust tests with one load before it computes
- * the event's arguments and calls into trace.c (DECLARE_TRACE() declares
- * them the same way).
+ * The static keys of the per-mapping events, which Rust tests with one
+ * load before it computes their arguments and calls into trace.c
+ * (DECLARE_TRACE() declares them the same way).
  */
 extern struct tracepoint __tracepoint_dmabuf_vfio_map;
 extern struct tracepoint __tracepoint_dmabuf_vfio_unmap;

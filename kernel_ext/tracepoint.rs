@@ -20,15 +20,17 @@ use kernel::{device::Device, prelude::*};
 /// The kernel crate tests a key through `static_branch_unlikely!`, or
 /// through C helpers for its atomics; a call per test is what the
 /// per-mapping paths (every importer's map and unmap) save by testing
-/// first and computing an event's arguments only for a tracer.
+/// first and computing an event's arguments only for a tracer.  At the
+/// call site, not inside the event functions: tested there, even inlined,
+/// the arguments were computed first (revoke 64 x 64 read 1.03x against
+/// 0.99x on Debian's kernel).
 ///
 /// # Safety
 ///
 /// `tracepoint` points to one of this module's tracepoints.
 unsafe fn enabled(tracepoint: *const kernel::bindings::tracepoint) -> bool {
-    // SAFETY: The tracepoint is a static of this module; its key's count
-    // is an `atomic_t` the tracing core changes atomically, read here as
-    // `atomic_read()` reads it (`READ_ONCE()`).
+    // The tracing core changes the key's `atomic_t` atomically.
+    // SAFETY: A static of this module, read as `atomic_read()` does.
     unsafe { ptr::read_volatile(&raw const (*tracepoint).key.key.enabled.counter) > 0 }
 }
 

@@ -247,9 +247,9 @@ impl MemoryLockWrite<'_> {
         if vconfig.is_null() || pci.no_command_memory() {
             return true;
         }
-        // SAFETY: The virtual config space covers the standard header, and
-        // the core writes its command register only under `memory_lock`,
+        // The core writes its command register only under `memory_lock`,
         // which is held.
+        // SAFETY: The virtual config space covers the standard header.
         let user_cmd = unsafe {
             vconfig
                 .add(usize::from(PCI_COMMAND))
