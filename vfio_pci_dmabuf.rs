@@ -316,11 +316,9 @@ fn page_aligned(value: u64) -> bool {
     value & (kernel::page::PAGE_SIZE as u64 - 1) == 0
 }
 
-/// Ranges of an export request copied to the stack, and kept in the
-/// buffer object itself: only requests of more allocate for their ranges
-/// (vfio-pci allocates a list of them for every buffer).  QEMU asks for
-/// one range per buffer.
-const INLINE_RANGES: usize = 16;
+/// Ranges of an export request copied to the stack; requests with more go
+/// to the heap.  QEMU asks for one range per buffer.
+const INLINE_REQUEST_RANGES: usize = 16;
 
 /// The `(offset, length)` ranges of an export request, as copied from the
 /// user.
@@ -329,7 +327,7 @@ struct RequestedRanges<'a>(&'a [u8]);
 /// Where [`RequestedRanges::read`] copies a request's ranges to: the
 /// stack for a few, the heap for more.
 struct RequestBuffer {
-    inline: [u8; INLINE_RANGES * DMA_RANGE_SIZE],
+    inline: [u8; INLINE_REQUEST_RANGES * DMA_RANGE_SIZE],
     // Created only when needed: dropping even an empty `KVec` calls the
     // allocator (see `kernel_ext::alloc`).
     heap: Option<KVec<u8>>,
@@ -338,7 +336,7 @@ struct RequestBuffer {
 impl RequestBuffer {
     fn new() -> Self {
         Self {
-            inline: [0; INLINE_RANGES * DMA_RANGE_SIZE],
+            inline: [0; INLINE_REQUEST_RANGES * DMA_RANGE_SIZE],
             heap: None,
         }
     }
@@ -393,104 +391,45 @@ impl<'a> RequestedRanges<'a> {
     /// exporter's `vfio_pci_core_fill_phys_vec()` does, after the BAR's
     /// P2PDMA provider.
     fn phys_ranges(&self, bar: (u64, u64)) -> Result<PhysRanges> {
-        if self.iter().len() <= INLINE_RANGES {
-            let mut ranges = InlineRanges::new();
-            self.place(bar, &mut ranges)?;
-            return Ok(PhysRanges::Inline(ranges));
-        }
-        // Room for every range up front: each push below is a store.
-        let mut ranges =
-            KfreeVec::with_capacity(self.iter().len(), flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
-        self.place(bar, &mut ranges)?;
-        Ok(PhysRanges::Many(ranges))
-    }
-
-    /// Appends the requested ranges, placed in the BAR at `bar`, to
-    /// `placed`, each merged into the one before it if it follows it
-    /// physically.  `placed` has room for all of them.
-    fn place(&self, bar: (u64, u64), placed: &mut impl PlacedRanges) -> Result {
         let (start, bar_len) = bar;
         let bar_end = start.checked_add(bar_len).ok_or(EINVAL)?;
-        for (offset, len) in self.iter() {
+        let place = |(offset, len): (u64, u64)| -> Result<PhysRange> {
             let paddr = start.checked_add(offset).ok_or(EOVERFLOW)?;
             let end = paddr.checked_add(len).ok_or(EOVERFLOW)?;
             if end > bar_end {
                 return Err(EINVAL);
             }
-            match placed.last_mut() {
-                // Cannot overflow: `end` of `last` was checked when it was placed.
-                Some(last) if last.paddr + last.len == paddr => last.len += len,
-                _ => placed.push(PhysRange { paddr, len })?,
+            Ok(PhysRange { paddr, len })
+        };
+        let mut requested = self.iter();
+        // The request has at least one range.
+        let first = place(requested.next().ok_or(EINVAL)?)?;
+        if requested.len() == 0 {
+            return Ok(PhysRanges::One([first]));
+        }
+        // Room for every range up front: each push below is a store.
+        let mut ranges =
+            KfreeVec::with_capacity(self.iter().len(), flags::GFP_KERNEL | flags::__GFP_NOWARN)?;
+        ranges.push_within_capacity(first).map_err(|_| ENOMEM)?;
+        for range in requested {
+            let range = place(range)?;
+            match ranges.last_mut() {
+                // Cannot overflow: `place()` checked the end of `last`.
+                Some(last) if last.paddr + last.len == range.paddr => last.len += range.len,
+                _ => ranges.push_within_capacity(range).map_err(|_| ENOMEM)?,
             }
         }
-        Ok(())
-    }
-}
-
-/// Where [`RequestedRanges::place`] puts the ranges it places.
-trait PlacedRanges {
-    fn last_mut(&mut self) -> Option<&mut PhysRange>;
-    /// Fails only if there is no room, which the caller made.
-    fn push(&mut self, range: PhysRange) -> Result;
-}
-
-/// Up to [`INLINE_RANGES`] ranges.
-///
-/// # Invariants
-///
-/// `len <= INLINE_RANGES`: `ranges[..len]` are the ranges.
-struct InlineRanges {
-    ranges: [PhysRange; INLINE_RANGES],
-    len: usize,
-}
-
-impl InlineRanges {
-    fn new() -> Self {
-        // INVARIANT: No range yet.
-        Self {
-            ranges: [PhysRange { paddr: 0, len: 0 }; INLINE_RANGES],
-            len: 0,
+        match *ranges {
+            [merged] => Ok(PhysRanges::One([merged])),
+            _ => Ok(PhysRanges::Many(ranges)),
         }
     }
-
-    fn as_slice(&self) -> &[PhysRange] {
-        // Never `None`: by the invariant `len` is within `ranges`.
-        self.ranges.get(..self.len).unwrap_or(&[])
-    }
 }
 
-impl PlacedRanges for InlineRanges {
-    fn last_mut(&mut self) -> Option<&mut PhysRange> {
-        let last = self.len.checked_sub(1)?;
-        self.ranges.get_mut(last)
-    }
-
-    fn push(&mut self, range: PhysRange) -> Result {
-        let slot = self.ranges.get_mut(self.len).ok_or(ENOMEM)?;
-        *slot = range;
-        // INVARIANT: `slot` was within `ranges`.
-        self.len += 1;
-        Ok(())
-    }
-}
-
-impl PlacedRanges for KfreeVec<PhysRange> {
-    fn last_mut(&mut self) -> Option<&mut PhysRange> {
-        <[PhysRange]>::last_mut(self)
-    }
-
-    fn push(&mut self, range: PhysRange) -> Result {
-        self.push_within_capacity(range).map_err(|_| ENOMEM)
-    }
-}
-
-/// The CPU physical ranges of a buffer, in buffer order.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "the buffer object holds it: a few ranges in place save an allocation"
-)]
+/// The CPU physical ranges of a buffer, in buffer order.  One range, the
+/// common case, needs no allocation of its own.
 enum PhysRanges {
-    Inline(InlineRanges),
+    One([PhysRange; 1]),
     Many(KfreeVec<PhysRange>),
 }
 
@@ -499,7 +438,7 @@ impl core::ops::Deref for PhysRanges {
 
     fn deref(&self) -> &[PhysRange] {
         match self {
-            Self::Inline(ranges) => ranges.as_slice(),
+            Self::One(range) => range,
             Self::Many(ranges) => ranges,
         }
     }
