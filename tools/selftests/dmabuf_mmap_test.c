@@ -1489,7 +1489,16 @@ static void reset_stress(struct __test_metadata *_metadata,
  * reset with a group fd): lockdep must stay quiet and nothing may hang
  * (run.sh judges the kernel log, including hung-task reports).
  */
-TEST(resets_against_faults_and_mmap)
+FIXTURE(resets) {};
+FIXTURE_SETUP(resets) {}
+FIXTURE_TEARDOWN(resets) {}
+
+/*
+ * 24 function and bus resets, each with the waits the PCI core makes,
+ * under TCG: more than the harness's default 30 s once, with the host
+ * busy running other guests.
+ */
+TEST_F_TIMEOUT(resets, against_faults_and_mmap, 120)
 {
 	catch_sigbus();
 	reset_stress(_metadata, vfio_open, "default uAPI");
