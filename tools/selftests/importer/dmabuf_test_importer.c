@@ -428,6 +428,11 @@ static void importer_detach(struct importer *imp)
 {
 	if (!imp->attach)
 		return;
+	/*
+	 * Unmapped first: an invalidation queues only a mapped importer, and
+	 * both run under the resv, so none queues it after this.
+	 */
+	importer_unmap(imp);
 	spin_lock(&deferred_lock);
 	list_del_init(&imp->deferred);
 	spin_unlock(&deferred_lock);
@@ -436,7 +441,6 @@ static void importer_detach(struct importer *imp)
 	 * resv: the worker takes it.
 	 */
 	kthread_flush_work(&deferred_unmap_work);
-	importer_unmap(imp);
 	dma_buf_detach(imp->dmabuf, imp->attach);
 	dma_buf_put(imp->dmabuf);
 	put_device(&imp->edu->pdev->dev);
